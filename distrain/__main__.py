@@ -1,0 +1,5 @@
+import sys
+
+from distrain.cli import main
+
+sys.exit(main())

@@ -1,0 +1,140 @@
+"""The chain interface every backend implements, and the metagraph it returns."""
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+from bittensor import sp_core
+
+
+class ChainError(Exception):
+    """A chain operation failed; the message is one line meant for the user."""
+
+
+class WeightsRejected(ChainError):
+    """``set_weights`` was refused by the chain's rules.
+
+    ``reason`` is a short stable code for programs (``not_registered``, ``no_permit``, ``rate_limited``,
+    ``version_mismatch``, ``length_mismatch``, ``duplicate_uids``, ``unknown_uid``, ``invalid_weights``,
+    ``too_few_weights``, ``bad_signature``); the message says the same for people.
+    """
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass
+class Metagraph:
+    """A snapshot of one subnet: per-uid lists, all indexed by position (``uids[i]`` is uid i's uid)."""
+
+    block: int
+    """Block at which the snapshot was taken."""
+    netuid: int
+    """Subnet id."""
+    uids: list[int]
+    """Neuron uids, ascending."""
+    hotkeys: list[str]
+    """SS58 address of each neuron's hotkey."""
+    coldkeys: list[str]
+    """SS58 address of the coldkey that owns each hotkey."""
+    stake: list[float]
+    """Stake behind each hotkey."""
+    validator_permit: list[bool]
+    """Whether the neuron may set weights (top stake holders)."""
+    incentive: list[float]
+    """Share of miner emission earned at the last epoch."""
+    dividends: list[float]
+    """Share of validator emission earned at the last epoch."""
+    emission: list[float]
+    """Tokens emitted to the neuron at the last epoch."""
+    consensus: list[float]
+    """Stake-weighted median weight the neuron received at the last epoch."""
+    trust: list[float]
+    """Fraction of the neuron's rank that survived clipping at the last epoch."""
+    validator_trust: list[float]
+    """Fraction of the neuron's weights within consensus at the last epoch (validators)."""
+    last_update: list[int | None]
+    """Block of the neuron's last accepted ``set_weights``, or None if it never set any."""
+
+    @property
+    def n(self) -> int:
+        """Number of neurons."""
+        return len(self.uids)
+
+    def uid_of(self, hotkey: str) -> int | None:
+        """The uid registered to ``hotkey``, or None."""
+        try:
+            return self.uids[self.hotkeys.index(hotkey)]
+        except ValueError:
+            return None
+
+
+def is_ss58(address: str) -> bool:
+    """True if ``address`` decodes as an SS58 address."""
+    try:
+        sp_core.ss58_decode(address)
+    except (ValueError, TypeError):
+        return False
+    return True
+
+
+def verify_signature(hotkey_ss58: str, message: bytes, signature: bytes) -> bool:
+    """True if ``signature`` is ``hotkey_ss58``'s sr25519 signature of ``message``; False on any malformed input."""
+    try:
+        return bool(sp_core.verify(message, signature, hotkey_ss58))
+    except (ValueError, TypeError):
+        return False
+
+
+class Chain(ABC):
+    """A subnet as seen by miners and validators: keys, stake, weights, consensus.
+
+    ``keypair`` arguments are bittensor hotkey keypairs (``bt.Wallet(...).hotkey``). Implementations are
+    context managers; ``close`` releases files or connections.
+    """
+
+    @abstractmethod
+    def block(self) -> int:
+        """Current block number."""
+
+    @abstractmethod
+    def metagraph(self) -> Metagraph:
+        """Snapshot of the subnet's neurons."""
+
+    @abstractmethod
+    def register(self, hotkey_ss58: str, coldkey_ss58: str) -> int:
+        """Register a hotkey and return its uid; an already registered hotkey just gets its uid back."""
+
+    @abstractmethod
+    def add_stake(self, hotkey_ss58: str, amount: float) -> None:
+        """Add ``amount`` of stake to a registered hotkey."""
+
+    @abstractmethod
+    def set_weights(self, keypair, uids: list[int], weights: list[float], version_key: int = 0) -> None:
+        """Set the caller's weights on ``uids``; raises ``WeightsRejected`` when the chain refuses."""
+
+    @abstractmethod
+    def weights(self) -> dict[int, dict[int, float]]:
+        """Current weights: ``{validator uid: {uid: normalised weight}}`` for every uid that set any."""
+
+    @abstractmethod
+    def serve(self, hotkey_ss58: str, info: dict) -> None:
+        """Publish a registered hotkey's contact info (a small JSON-able dict)."""
+
+    @abstractmethod
+    def served(self) -> dict[str, dict]:
+        """Contact info of every hotkey that served, by hotkey."""
+
+    def verify(self, hotkey_ss58: str, message: bytes, signature: bytes) -> bool:
+        """True if ``signature`` is ``hotkey_ss58``'s sr25519 signature of ``message``."""
+        return verify_signature(hotkey_ss58, message, signature)
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release files or connections."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,183 @@
+"""`distrain chain ...`: create, inspect and drive a local subnet from the shell.
+
+distrain chain create --chain.path runs/chain.db --tempo 20
+distrain chain register --wallet.path runs/wallets --wallet.name v0 --create-wallet
+distrain chain stake --wallet.path runs/wallets --wallet.name v0 --amount 1000
+distrain chain metagraph
+"""
+
+import argparse
+import functools
+import sys
+from collections.abc import Callable
+from dataclasses import fields
+from pathlib import Path
+
+from .base import ChainError
+from .local import LocalChain, SubnetParams
+from .wallets import create_wallet, load_wallet
+
+DEFAULT_CHAIN_PATH = "runs/chain.db"
+DEFAULT_WALLET_PATH = "runs/wallets"
+
+
+def _user_errors(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """Turn a ChainError into one ``error: ...`` line on stderr and exit status 2."""
+
+    @functools.wraps(command)
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return command(args)
+        except ChainError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+
+    return run
+
+
+def _open(args: argparse.Namespace) -> LocalChain:
+    return LocalChain(args.chain_path, netuid=args.netuid)
+
+
+def _table(headers: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows)]
+    return "\n".join("  ".join(str(c).rjust(w) for c, w in zip(line, widths)) for line in [headers, *rows])
+
+
+@_user_errors
+def cmd_status(args: argparse.Namespace) -> int:
+    with _open(args) as chain:
+        graph = chain.metagraph()
+        print(f"subnet {graph.netuid} at {chain.path}")
+        print(f"block {graph.block}, next epoch in {chain.blocks_until_epoch()} blocks")
+        print(f"neurons {graph.n}, with validator permit {sum(graph.validator_permit)}")
+    return 0
+
+
+@_user_errors
+def cmd_metagraph(args: argparse.Namespace) -> int:
+    with _open(args) as chain:
+        graph = chain.metagraph()
+    headers = ["uid", "hotkey", "stake", "permit", "incentive", "dividends", "emission", "last_weights"]
+    rows = [
+        [
+            str(graph.uids[i]),
+            graph.hotkeys[i][:10],
+            f"{graph.stake[i]:.2f}",
+            "yes" if graph.validator_permit[i] else "no",
+            f"{graph.incentive[i]:.4f}",
+            f"{graph.dividends[i]:.4f}",
+            f"{graph.emission[i]:.4f}",
+            "-" if graph.last_update[i] is None else str(graph.last_update[i]),
+        ]
+        for i in range(graph.n)
+    ]
+    print(f"subnet {graph.netuid}, block {graph.block}")
+    print(_table(headers, rows))
+    return 0
+
+
+@_user_errors
+def cmd_register(args: argparse.Namespace) -> int:
+    make = create_wallet if args.create_wallet else load_wallet
+    wallet = make(args.wallet_path, args.wallet_name, args.wallet_hotkey)
+    hotkey = wallet.hotkey.ss58_address
+    with _open(args) as chain:
+        uid = chain.register(hotkey, wallet.coldkeypub.ss58_address)
+    print(f"uid {uid}: hotkey {hotkey}")
+    return 0
+
+
+@_user_errors
+def cmd_stake(args: argparse.Namespace) -> int:
+    wallet = load_wallet(args.wallet_path, args.wallet_name, args.wallet_hotkey)
+    hotkey = wallet.hotkey.ss58_address
+    with _open(args) as chain:
+        chain.add_stake(hotkey, args.amount)
+        graph = chain.metagraph()
+    uid = graph.uid_of(hotkey)
+    permit = "with" if graph.validator_permit[uid] else "without"
+    print(f"uid {uid}: stake {graph.stake[uid]:.2f}, {permit} validator permit")
+    return 0
+
+
+@_user_errors
+def cmd_epoch(args: argparse.Namespace) -> int:
+    with _open(args) as chain:
+        record = chain.run_epoch()
+    print(f"epoch at block {record['block']}")
+    rows = [
+        [
+            str(uid),
+            f"{record['incentive'][uid]:.4f}",
+            f"{record['dividends'][uid]:.4f}",
+            f"{record['emission'][uid]:.4f}",
+        ]
+        for uid in record["uids"]
+    ]
+    print(_table(["uid", "incentive", "dividends", "emission"], rows))
+    return 0
+
+
+@_user_errors
+def cmd_create(args: argparse.Namespace) -> int:
+    path = Path(args.chain_path)
+    if args.force:
+        # SQLite's WAL and shared-memory files belong to the old chain too.
+        for stale in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+            stale.unlink(missing_ok=True)
+    params = SubnetParams(**{f.name: getattr(args, f.name) for f in fields(SubnetParams)})
+    with LocalChain(path, netuid=args.netuid, params=params, create=True):
+        pass
+    print(f"created subnet {args.netuid} at {path}: {params}")
+    return 0
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--chain.path", dest="chain_path", default=DEFAULT_CHAIN_PATH, help="local chain file (SQLite)"
+    )
+    parser.add_argument("--netuid", type=int, default=1, help="subnet id")
+
+
+def _add_wallet(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--wallet.path", dest="wallet_path", default=DEFAULT_WALLET_PATH, help="folder holding the wallets"
+    )
+    parser.add_argument("--wallet.name", dest="wallet_name", required=True, help="wallet (coldkey) name")
+    parser.add_argument("--wallet.hotkey", dest="wallet_hotkey", default="default", help="hotkey name")
+
+
+def add_chain_commands(subparsers) -> None:
+    """Add ``chain`` and its subcommands to a parser's subparsers; each sets ``func(args) -> exit code``."""
+    chain = subparsers.add_parser("chain", help="create, inspect and drive a local subnet")
+    commands = chain.add_subparsers(dest="chain_command", required=True)
+
+    def add(name: str, func: Callable[[argparse.Namespace], int], help: str) -> argparse.ArgumentParser:
+        parser = commands.add_parser(name, help=help)
+        _add_common(parser)
+        parser.set_defaults(func=func)
+        return parser
+
+    add("status", cmd_status, "block, epoch countdown, number of neurons")
+    add("metagraph", cmd_metagraph, "table of neurons: stake, permit, incentive, dividends, emission")
+    add("epoch", cmd_epoch, "run an epoch now")
+
+    register = add("register", cmd_register, "register a wallet's hotkey")
+    _add_wallet(register)
+    register.add_argument("--create-wallet", action="store_true", help="create the wallet first if missing")
+
+    stake = add("stake", cmd_stake, "add stake to a registered hotkey")
+    _add_wallet(stake)
+    stake.add_argument("--amount", type=float, required=True, help="stake to add")
+
+    create = add("create", cmd_create, "create a new local subnet file")
+    create.add_argument("--force", action="store_true", help="replace an existing file")
+    for field in fields(SubnetParams):
+        create.add_argument(
+            f"--{field.name.replace('_', '-')}",
+            dest=field.name,
+            type=type(field.default),
+            default=field.default,
+            help=f"subnet param (default {field.default})",
+        )

@@ -1,0 +1,71 @@
+"""Payloads: a miner's compressed pseudo-gradient as safetensors bytes plus JSON metadata.
+
+safetensors is the only format we parse from the network: it cannot execute code, and its header
+states every tensor's dtype, shape and offsets, so malformed input fails loudly instead of silently.
+"""
+
+from __future__ import annotations
+
+import json
+
+import safetensors.torch
+import torch
+
+from distrain.compression.codecs import get_codec
+
+_META_KEY = "distrain"
+
+
+class PayloadError(Exception):
+    """A payload that cannot be used; `reason` is a short code recorded by validators."""
+
+    def __init__(self, reason: str, detail: str = ""):
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+
+
+def encode_payload(delta: dict[str, torch.Tensor], codec_name: str, meta: dict) -> bytes:
+    """Compress every tensor of `delta` with the codec and pack it with `meta` (must be JSON-able)."""
+    codec = get_codec(codec_name)
+    tensors = {}
+    for name, tensor in delta.items():
+        for suffix, stored in codec.encode(tensor).items():
+            tensors[f"{name}{'/' + suffix if suffix else ''}"] = stored
+    header = json.dumps({**meta, "codec": codec_name}, sort_keys=True)
+    return safetensors.torch.save(tensors, metadata={_META_KEY: header})
+
+
+def decode_payload(data: bytes, shapes: dict[str, torch.Size]) -> tuple[dict, dict[str, torch.Tensor]]:
+    """Parse and validate a payload against the expected parameter shapes; raise PayloadError."""
+    try:
+        tensors = safetensors.torch.load(data)
+        meta = json.loads(_header(data).get("__metadata__", {}).get(_META_KEY, ""))
+    except Exception as error:  # safetensors raises several types on garbage; all mean one thing
+        raise PayloadError("undecodable", type(error).__name__) from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("codec"), str):
+        raise PayloadError("malformed", "metadata")
+    try:
+        codec = get_codec(meta["codec"])
+    except ValueError:
+        raise PayloadError("unknown_codec", meta["codec"]) from None
+    grouped: dict[str, dict[str, torch.Tensor]] = {}
+    for key, tensor in tensors.items():
+        name, _, suffix = key.partition("/")
+        grouped.setdefault(name, {})[suffix] = tensor
+    if set(grouped) != set(shapes):
+        raise PayloadError("malformed", "parameter names differ from the model's")
+    delta = {}
+    for name, shape in shapes.items():
+        try:
+            delta[name] = codec.decode(grouped[name], shape)
+        except ValueError as error:
+            raise PayloadError(str(error), name) from None
+    return meta, delta
+
+
+def _header(data: bytes) -> dict:
+    """The JSON header of a safetensors blob: 8 bytes of little-endian length, then the header."""
+    length = int.from_bytes(data[:8], "little")
+    if not 0 < length <= len(data) - 8:
+        raise ValueError("header length out of range")
+    return json.loads(data[8 : 8 + length])

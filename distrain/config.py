@@ -1,0 +1,347 @@
+"""Recipes: YAML files that map one-to-one onto the dataclasses below.
+
+A recipe says *what* is trained and *how*: every peer of a run must hold the same one, which is why
+`Recipe.hash()` travels in every record and payload and peers refuse work from a different hash.
+Where a process runs (wallet, ports, output folder) is not part of a recipe: those are command-line
+flags of the roles.
+
+    recipe = load_recipe("recipes/tiny-gpt/swarm.yaml", ["--inner.steps", "20"])
+
+Every field has a docstring; `distrain recipe --explain` prints them.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import difflib
+import hashlib
+import inspect
+import json
+import textwrap
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+
+class RecipeError(ValueError):
+    """A recipe or override that cannot be used; the message names the offending key."""
+
+
+@dataclass
+class RunConfig:
+    """Identity and clock of one training run."""
+
+    run_id: str = "tiny-gpt-local"
+    """Name of the run; records of other runs are ignored."""
+    seed: int = 0
+    """Seed of the initial parameters and of the public page assignment."""
+    round_seconds: float = 16.0
+    """Length of one round in seconds (local mode: wall clock since the run's genesis)."""
+    publish_fraction: float = 0.55
+    """Fraction of a round by which miners must have trained and published; the rest is slack."""
+    max_payload_mb: float = 64.0
+    """Largest payload a peer accepts, in MiB."""
+
+
+@dataclass
+class ModelConfig:
+    """The network being trained; every peer builds the same one from the run seed."""
+
+    arch: str = "tiny-gpt"
+    """Model family: a key of `distrain.models.MODELS` (`tiny-gpt`, `transformers`)."""
+    context: int = 64
+    """Tokens per training sequence."""
+    vocab_size: int = 256
+    """Vocabulary size; 256 for the byte-level tokeniser."""
+    d_model: int = 128
+    """Width of the residual stream (tiny-gpt)."""
+    n_layers: int = 2
+    """Number of transformer blocks (tiny-gpt)."""
+    n_heads: int = 4
+    """Attention heads per block (tiny-gpt)."""
+    hf_config: dict = field(default_factory=dict)
+    """For `transformers`: keyword arguments of `transformers.AutoConfig.for_model` (needs `model_type`)."""
+
+
+@dataclass
+class DataConfig:
+    """Where tokens come from and how they are cut into pages."""
+
+    corpus: str = "stdlib"
+    """`stdlib` (the Python standard library's source), or a glob of text files."""
+    page_tokens: int = 1024
+    """Tokens per page; pages are the unit of assignment and of evaluation."""
+    pages_per_round: int = 4
+    """Pages assigned to each miner per round."""
+    heldout_fraction: float = 0.1
+    """Fraction of pages that are never assigned: validators evaluate on them."""
+    max_corpus_mb: float = 8.0
+    """Read at most this many MiB of text (keeps start-up fast on small machines)."""
+
+
+@dataclass
+class InnerConfig:
+    """The local optimiser every miner runs between two exchanges (AdamW)."""
+
+    steps: int = 24
+    """Inner steps per round (DiLoCo's H)."""
+    batch_size: int = 16
+    """Sequences per inner step."""
+    lr: float = 3e-3
+    """AdamW learning rate."""
+    weight_decay: float = 0.1
+    """AdamW weight decay."""
+    beta1: float = 0.9
+    """AdamW first-moment decay."""
+    beta2: float = 0.95
+    """AdamW second-moment decay."""
+    grad_clip: float = 1.0
+    """Clip the gradient norm of every inner step to this value (0 disables)."""
+
+
+@dataclass
+class OuterConfig:
+    """The optimiser applied to the averaged pseudo-gradient (Nesterov SGD, as in DiLoCo)."""
+
+    lr: float = 0.7
+    """Outer learning rate."""
+    momentum: float = 0.9
+    """Outer momentum."""
+    nesterov: bool = True
+    """Use Nesterov momentum."""
+
+
+@dataclass
+class CompressionConfig:
+    """How pseudo-gradients travel."""
+
+    codec: str = "fp16"
+    """A key of `distrain.compression.CODECS` (`fp32`, `fp16`)."""
+
+
+@dataclass
+class ValidatorConfig:
+    """How validators score submissions (not part of the recipe hash)."""
+
+    eval_pages: int = 6
+    """Held-out pages drawn afresh every round, from a seed miners cannot know, to score each submission."""
+    val_pages: int = 12
+    """Fixed held-out pages on which the shared model's validation loss is reported."""
+    ema: float = 0.5
+    """Weight of the newest round in the exponential moving average of scores."""
+    weights_interval: int = 2
+    """Set weights on the chain every this many rounds."""
+
+
+@dataclass
+class ChainConfig:
+    """Which chain pays the miners (not part of the recipe hash)."""
+
+    backend: str = "local"
+    """`local` (the embedded simulated subnet in a SQLite file)."""
+    path: str = "chain.sqlite"
+    """Local backend: the subnet's state file."""
+    netuid: int = 1
+    """Subnet id."""
+
+
+@dataclass
+class Recipe:
+    """Everything a peer needs to know to join a run."""
+
+    run: RunConfig = field(default_factory=RunConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    inner: InnerConfig = field(default_factory=InnerConfig)
+    outer: OuterConfig = field(default_factory=OuterConfig)
+    compression: CompressionConfig = field(default_factory=CompressionConfig)
+    validator: ValidatorConfig = field(default_factory=ValidatorConfig)
+    chain: ChainConfig = field(default_factory=ChainConfig)
+
+    # Sections that describe where or how a peer scores and pays, not what is trained: two peers may
+    # differ there and still train together.
+    LOCAL_SECTIONS: typing.ClassVar[tuple[str, ...]] = ("validator", "chain")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def hash(self) -> str:
+        """Short hash of the training-relevant sections; peers refuse work carrying another."""
+        shared = {k: v for k, v in self.to_dict().items() if k not in self.LOCAL_SECTIONS}
+        canonical = json.dumps(shared, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+    def validate(self) -> None:
+        """Reject values that parse but cannot work, naming the key."""
+        checks = [
+            ("run.round_seconds", self.run.round_seconds > 0),
+            ("run.publish_fraction", 0 < self.run.publish_fraction < 1),
+            ("run.max_payload_mb", self.run.max_payload_mb > 0),
+            ("model.context", self.model.context >= 2),
+            ("model.vocab_size", self.model.vocab_size >= 256),
+            ("model.n_layers", self.model.n_layers >= 1),
+            ("model.n_heads", self.model.n_heads >= 1),
+            ("data.page_tokens", self.data.page_tokens > self.model.context),
+            ("data.pages_per_round", self.data.pages_per_round >= 1),
+            ("data.heldout_fraction", 0 < self.data.heldout_fraction < 1),
+            ("data.max_corpus_mb", self.data.max_corpus_mb > 0),
+            ("inner.steps", self.inner.steps >= 1),
+            ("inner.batch_size", self.inner.batch_size >= 1),
+            ("inner.lr", self.inner.lr > 0),
+            ("outer.lr", self.outer.lr > 0),
+            ("outer.momentum", 0 <= self.outer.momentum < 1),
+            ("validator.eval_pages", self.validator.eval_pages >= 1),
+            ("validator.val_pages", self.validator.val_pages >= 1),
+            ("validator.ema", 0 < self.validator.ema <= 1),
+            ("validator.weights_interval", self.validator.weights_interval >= 1),
+        ]
+        for key, ok in checks:
+            if not ok:
+                raise RecipeError(f"recipe key '{key}' has an invalid value: {_get(self, key)!r}")
+        if self.model.arch == "tiny-gpt" and self.model.d_model % self.model.n_heads:
+            raise RecipeError("recipe key 'model.d_model' must be a multiple of 'model.n_heads'")
+
+
+def _get(recipe: Recipe, dotted: str):
+    section, name = dotted.split(".")
+    return getattr(getattr(recipe, section), name)
+
+
+def _section_types() -> dict[str, type]:
+    return {f.name: f.default_factory for f in dataclasses.fields(Recipe)}  # type: ignore[misc]
+
+
+def _coerce(key: str, value, annotation):
+    """Convert a YAML or command-line value to the field's type, or raise naming the key."""
+    origin = typing.get_origin(annotation) or annotation
+    if origin is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+            return value.lower() in ("true", "1", "yes")
+    elif origin in (int, float):
+        if isinstance(value, bool):
+            raise RecipeError(f"recipe key '{key}' expects {origin.__name__}, got {value!r}")
+        try:
+            converted = origin(value)
+        except (TypeError, ValueError):
+            raise RecipeError(f"recipe key '{key}' expects {origin.__name__}, got {value!r}") from None
+        if origin is int and isinstance(value, float) and value != converted:
+            raise RecipeError(f"recipe key '{key}' expects an integer, got {value!r}")
+        return converted
+    elif origin is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+    elif origin is dict:
+        if isinstance(value, str):
+            value = yaml.safe_load(value)
+        if isinstance(value, dict):
+            return value
+    raise RecipeError(f"recipe key '{key}' expects {getattr(origin, '__name__', origin)}, got {value!r}")
+
+
+def _suggest(name: str, choices) -> str:
+    close = difflib.get_close_matches(name, list(choices), n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def recipe_from_dict(data: dict) -> Recipe:
+    """Build and validate a Recipe from nested dicts (parsed YAML)."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise RecipeError(f"a recipe must be a mapping of sections, got {type(data).__name__}")
+    sections = _section_types()
+    recipe = Recipe()
+    for section, values in data.items():
+        if section not in sections:
+            raise RecipeError(f"recipe section '{section}' is unknown{_suggest(section, sections)}")
+        if not isinstance(values, dict):
+            raise RecipeError(f"recipe section '{section}' must be a mapping, got {values!r}")
+        for name, value in values.items():
+            _set(recipe, f"{section}.{name}", value)
+    recipe.validate()
+    return recipe
+
+
+def _set(recipe: Recipe, dotted: str, value) -> None:
+    section, _, name = dotted.partition(".")
+    sections = _section_types()
+    if section not in sections or not name:
+        raise RecipeError(f"recipe key '{dotted}' is unknown{_suggest(section, sections)}")
+    target = getattr(recipe, section)
+    hints = typing.get_type_hints(type(target))
+    if name not in hints:
+        raise RecipeError(f"recipe key '{dotted}' is unknown{_suggest(name, hints)}")
+    setattr(target, name, _coerce(dotted, value, hints[name]))
+
+
+def parse_overrides(argv: list[str]) -> dict[str, str]:
+    """Turn `["--inner.steps", "20", "--model.arch=tiny-gpt"]` into `{"inner.steps": "20", ...}`."""
+    overrides: dict[str, str] = {}
+    items = list(argv)
+    while items:
+        flag = items.pop(0)
+        if not flag.startswith("--") or "." not in flag:
+            raise RecipeError(f"unexpected argument '{flag}': recipe overrides look like --section.key VALUE")
+        key, eq, value = flag[2:].partition("=")
+        if not eq:
+            if not items:
+                raise RecipeError(f"recipe override '--{key}' needs a value")
+            value = items.pop(0)
+        overrides[key] = value
+    return overrides
+
+
+def load_recipe(path: str | Path | None = None, overrides: list[str] | dict | None = None) -> Recipe:
+    """Read a YAML recipe (or the embedded defaults when `path` is None) and apply dotted overrides."""
+    data: dict = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise RecipeError(f"recipe file '{path}' does not exist")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as error:
+            raise RecipeError(
+                f"recipe file '{path}' is not valid YAML: {str(error).splitlines()[0]}"
+            ) from None
+    recipe = recipe_from_dict(data)
+    if isinstance(overrides, list):
+        overrides = parse_overrides(overrides)
+    for key, value in (overrides or {}).items():
+        _set(recipe, key, value)
+    recipe.validate()
+    return recipe
+
+
+def explain() -> str:
+    """Every recipe key with its default and docstring, for `distrain recipe --explain`."""
+    lines = []
+    for section, cls in _section_types().items():
+        lines.append(f"{section}:  # {inspect.getdoc(cls)}")
+        defaults = cls()
+        for name, doc in _field_docs(cls).items():
+            value = json.dumps(getattr(defaults, name))
+            lines.append(f"  {name}: {value}")
+            lines.extend(f"    # {line}" for line in textwrap.wrap(doc, 96))
+    return "\n".join(lines)
+
+
+def _field_docs(cls) -> dict[str, str]:
+    """Attribute docstrings (the string literal after each field) read from the class source."""
+    tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    body = tree.body[0].body  # type: ignore[attr-defined]
+    docs = {}
+    for node, following in zip(body, body[1:]):
+        if (
+            isinstance(node, ast.AnnAssign)
+            and isinstance(node.target, ast.Name)
+            and isinstance(following, ast.Expr)
+            and isinstance(following.value, ast.Constant)
+        ):
+            docs[node.target.id] = following.value.value
+    return docs

@@ -1,0 +1,221 @@
+"""What miners and validators share: keys, chain, DHT peer, data, the global model θ and its outer step.
+
+Both roles follow θ the same way — gather the round's submissions, check them, average, step — so
+they hold the same parameters at every round boundary, which fingerprints confirm.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from distrain.chain import Metagraph, load_hotkey, open_chain
+from distrain.clock import RoundClock, wait_for_genesis
+from distrain.compression import PayloadError, decode_payload
+from distrain.config import Recipe
+from distrain.data import PageBook, load_corpus
+from distrain.models import build_model, causal_lm_loss
+from distrain.network import FetchError, Peer, round_key
+from distrain.training import OuterOptimizer, aggregate, fingerprint, fingerprints_match
+from distrain.validation import check_announcement, check_delta
+
+log = logging.getLogger("distrain")
+
+SUBMISSIONS = "announcement"
+FINGERPRINTS = "fingerprint"
+
+
+@dataclass
+class NodeOptions:
+    """Where and as whom a node runs: command-line flags, not part of the recipe."""
+
+    wallet_path: str
+    """Folder holding the wallets."""
+    wallet_name: str
+    """Wallet (coldkey) name."""
+    wallet_hotkey: str = "default"
+    """Hotkey name inside the wallet; it signs every record."""
+    initial_peers: list[str] = field(default_factory=list)
+    """Multiaddrs of DHT peers to join through (empty: start a new DHT)."""
+    host: str = "127.0.0.1"
+    """Address the DHT/P2P node listens on."""
+    port: int = 0
+    """Port the DHT/P2P node listens on (0: any free port)."""
+    out_dir: str = "."
+    """Folder for this node's events, logs and state."""
+    genesis: float | None = None
+    """Unix time at which round 0 starts."""
+    genesis_file: str | None = None
+    """Alternatively, a file to wait for that holds the genesis (written by `distrain swarm`)."""
+    rounds: int | None = None
+    """Stop after this many rounds (None: run until stopped)."""
+
+
+@dataclass
+class Submission:
+    """One miner's contribution to a round, as this node saw it."""
+
+    hotkey: str
+    body: dict
+    delta: dict[str, torch.Tensor] | None = None
+    reason: str | None = None
+    """Why it was rejected; None when it passed every check."""
+
+
+class EventLog:
+    """Append-only JSON lines: one record per round, read by the swarm and by reports."""
+
+    def __init__(self, path: Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+
+    def write(self, record: dict) -> None:
+        with self.path.open("a") as file:
+            file.write(json.dumps({"time": time.time(), **record}) + "\n")
+            file.flush()
+            os.fsync(file.fileno())
+
+
+class Node:
+    """A participant of a run: everything a miner and a validator both need."""
+
+    role = "node"
+
+    def __init__(self, recipe: Recipe, options: NodeOptions):
+        self.recipe, self.options = recipe, options
+        self.recipe_hash = recipe.hash()
+        self.out_dir = Path(options.out_dir)
+        self.events = EventLog(self.out_dir / "events.jsonl")
+        self.keypair = load_hotkey(options.wallet_path, options.wallet_name, options.wallet_hotkey)
+        self.hotkey = self.keypair.ss58_address
+        self.chain = open_chain(recipe.chain.backend, path=recipe.chain.path, netuid=recipe.chain.netuid)
+        if self.chain.metagraph().uid_of(self.hotkey) is None:
+            raise SystemExit(f"error: hotkey {self.hotkey} is not registered on netuid {recipe.chain.netuid}")
+        self.book = PageBook(load_corpus(recipe.data), recipe.data, recipe.run.seed, recipe.model.context)
+        self.model = build_model(recipe.model, recipe.run.seed)
+        self.outer = OuterOptimizer(self.model, recipe.outer)
+        self.shapes = {name: param.shape for name, param in self.model.named_parameters()}
+        self.max_payload_bytes = int(recipe.run.max_payload_mb * 2**20)
+        self.peer = Peer(
+            initial_peers=options.initial_peers, host_maddrs=[f"/ip4/{options.host}/tcp/{options.port}"]
+        )
+        self._own_payloads: dict[str, bytes] = {}
+
+    # -- lifecycle -----------------------------------------------------------------------------------
+
+    def start_clock(self) -> RoundClock:
+        """Announce readiness (for a swarm) and wait until the run's genesis is known."""
+        (self.out_dir / "ready").write_text(json.dumps({"hotkey": self.hotkey, "peer_id": self.peer.peer_id}))
+        genesis = self.options.genesis
+        if genesis is None:
+            if not self.options.genesis_file:
+                raise SystemExit("error: give --genesis (unix time of round 0) or --genesis-file")
+            genesis = wait_for_genesis(Path(self.options.genesis_file), timeout=300)
+        return RoundClock(genesis, self.recipe.run.round_seconds)
+
+    def close(self) -> None:
+        self.peer.shutdown()
+        self.chain.close()
+
+    # -- the shared round mechanics ------------------------------------------------------------------
+
+    def submission_key(self, round_: int) -> str:
+        return round_key(self.recipe.run.run_id, round_, SUBMISSIONS)
+
+    def publish_payload(self, round_: int, data: bytes, body: dict) -> None:
+        """Serve the payload over P2P and announce it, signed, in the DHT."""
+        sha256 = self.peer.serve_payload(data)
+        self._own_payloads = {sha256: data}
+        announcement = {
+            "kind": "announcement",
+            "run": self.recipe.run.run_id,
+            "recipe": self.recipe_hash,
+            "round": round_,
+            "sha256": sha256,
+            "size": len(data),
+            "peer_id": self.peer.peer_id,
+            **body,
+        }
+        self.peer.publish(self.submission_key(round_), self.keypair, announcement, self.ttl)
+
+    @property
+    def ttl(self) -> float:
+        return 4 * self.recipe.run.round_seconds
+
+    def gather(self, round_: int, base_fp: list[float]) -> list[Submission]:
+        """Every announced submission of the round, fetched and checked, in hotkey order."""
+        metagraph = self.chain.metagraph()
+        announced = self.peer.read(self.submission_key(round_))
+        return [
+            self._receive(hotkey, announced[hotkey], round_, metagraph, base_fp) for hotkey in sorted(announced)
+        ]
+
+    def _receive(
+        self, hotkey: str, body: dict, round_: int, metagraph: Metagraph, base_fp: list[float]
+    ) -> Submission:
+        submission = Submission(hotkey=hotkey, body=body)
+        submission.reason = check_announcement(
+            body,
+            run_id=self.recipe.run.run_id,
+            recipe_hash=self.recipe_hash,
+            round_=round_,
+            metagraph=metagraph,
+            max_bytes=self.max_payload_bytes,
+        )
+        if submission.reason:
+            return submission
+        try:
+            data = self._own_payloads.get(body["sha256"]) or self.peer.fetch(
+                body["peer_id"], body["sha256"], max_bytes=body["size"], timeout=self.fetch_timeout
+            )
+            meta, delta = decode_payload(data, self.shapes)
+        except (FetchError, PayloadError) as error:
+            submission.reason = error.reason
+            return submission
+        if meta.get("hotkey") != hotkey or meta.get("round") != round_:
+            submission.reason = "meta_mismatch"
+        elif not fingerprints_match(body.get("base_fp", []), base_fp):
+            submission.reason = "wrong_base"
+        else:
+            submission.reason = check_delta(delta)
+        submission.delta = None if submission.reason else delta
+        return submission
+
+    @property
+    def fetch_timeout(self) -> float:
+        return max(5.0, self.recipe.run.round_seconds / 4)
+
+    def outer_step(self, base: dict[str, torch.Tensor], submissions: list[Submission]) -> int:
+        """θ_{r+1} from the accepted submissions; returns how many were averaged."""
+        accepted = [s.delta for s in submissions if s.delta is not None]
+        if accepted:
+            self.outer.step(base, aggregate(accepted))
+        else:
+            self.outer.skip(base)
+        return len(accepted)
+
+    def publish_fingerprint(self, round_: int) -> list[float]:
+        """Publish the fingerprint of θ_{round} so peers can check they hold the same model."""
+        fp = fingerprint(self.model)
+        body = {"kind": "fingerprint", "run": self.recipe.run.run_id, "recipe": self.recipe_hash}
+        self.peer.publish(
+            round_key(self.recipe.run.run_id, round_, FINGERPRINTS),
+            self.keypair,
+            {**body, "round": round_, "fp": fp},
+            self.ttl,
+        )
+        return fp
+
+    @torch.no_grad()
+    def loss_on(self, model: torch.nn.Module, pages: list[int]) -> float:
+        """Mean next-token loss of `model` on the evaluation windows of `pages`."""
+        model.eval()
+        sequences = self.book.sequences(pages)
+        total = sum(causal_lm_loss(model, batch).item() * len(batch) for batch in sequences.split(64))
+        return total / len(sequences)

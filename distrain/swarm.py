@@ -1,0 +1,346 @@
+"""A whole subnet on one machine: local chain, DHT bootstrap, miners and validators on 127.0.0.1.
+
+`run_swarm` creates throwaway wallets offline, registers them on a fresh local chain, starts every
+peer as its own process (each in its own process group, so stopping a group also stops its p2pd),
+hands them one genesis once all are ready, prints a line per round, and always stops what it started.
+It writes `summary.json` and `loss.png` into the output folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from distrain.chain import LocalChain, SubnetParams, create_wallet
+from distrain.clock import write_genesis
+from distrain.config import Recipe
+
+VALIDATOR_STAKE = 1000.0
+
+
+@dataclass
+class SwarmOptions:
+    """Shape of a local swarm."""
+
+    miners: int = 4
+    """Honest miners."""
+    validators: int = 1
+    """Validators (each gets stake and a validator permit)."""
+    freeriders: int = 0
+    """Miners that publish a zero delta."""
+    rounds: int = 10
+    """Rounds to run before stopping everything."""
+    out_dir: str = "runs/swarm"
+    """Output folder: summary.json, loss.png, and one subfolder of logs per peer."""
+    startup_timeout: float = 120.0
+    """Seconds all peers together may take to start."""
+
+
+@dataclass
+class Member:
+    """One process of the swarm."""
+
+    name: str
+    role: str
+    """`validator`, `honest`, or the cheating behaviour it was started with."""
+    hotkey: str
+    out_dir: Path
+    process: subprocess.Popen | None = None
+
+    @property
+    def log_path(self) -> Path:
+        return self.out_dir / "log.txt"
+
+    def log_tail(self, lines: int = 15) -> str:
+        if not self.log_path.exists():
+            return ""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def events(self) -> list[dict]:
+        path = self.out_dir / "events.jsonl"
+        if not path.exists():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+class SwarmError(RuntimeError):
+    """A swarm that could not start or finish; the message says which peer and why."""
+
+
+class ProcessGroup:
+    """Child processes, each in its own session; `stop()` terminates them and everything they spawned."""
+
+    def __init__(self):
+        self.processes: list[subprocess.Popen] = []
+
+    def start(self, args: list[str], log_path: Path, env: dict) -> subprocess.Popen:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with log_path.open("w") as log:
+            process = subprocess.Popen(
+                args, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            )
+        self.processes.append(process)
+        return process
+
+    def stop(self, grace: float = 10.0) -> None:
+        for process in self.processes:
+            _signal_group(process, signal.SIGTERM)
+        deadline = time.time() + grace
+        for process in self.processes:
+            try:
+                process.wait(timeout=max(0.1, deadline - time.time()))
+            except subprocess.TimeoutExpired:
+                pass
+        # SIGKILL the whole group even after a clean exit: a p2pd daemon may outlive its parent.
+        for process in self.processes:
+            _signal_group(process, signal.SIGKILL)
+            process.wait()
+
+
+def _signal_group(process: subprocess.Popen, sig: int) -> None:
+    try:
+        os.killpg(process.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _child_env() -> dict:
+    env = dict(os.environ)
+    # Many peers share few cores: one thread each avoids oversubscription thrash.
+    env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", HIVEMIND_LOGLEVEL="ERROR", WANDB_MODE="disabled")
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
+
+
+class Swarm:
+    """Everything one local swarm run owns."""
+
+    def __init__(self, recipe: Recipe, options: SwarmOptions):
+        self.options = options
+        self.out = Path(options.out_dir).resolve()
+        self.out.mkdir(parents=True, exist_ok=True)
+        for stale in ("genesis.json", "summary.json"):
+            (self.out / stale).unlink(missing_ok=True)
+        self.recipe = recipe
+        self.recipe.chain.path = str(self.out / "chain.sqlite")
+        self.recipe_path = self.out / "recipe.yaml"
+        self.recipe_path.write_text(yaml.safe_dump(recipe.to_dict(), sort_keys=False))
+        self.processes = ProcessGroup()
+        self.members = self._create_members()
+
+    def _create_members(self) -> list[Member]:
+        wallets = self.out / "wallets"
+        roles = (
+            [(f"validator-{i}", "validator") for i in range(self.options.validators)]
+            + [(f"miner-{i}", "honest") for i in range(self.options.miners)]
+            + [(f"freerider-{i}", "freerider") for i in range(self.options.freeriders)]
+        )
+        chain_path = Path(self.recipe.chain.path)
+        chain_path.unlink(missing_ok=True)
+        members = []
+        with LocalChain(chain_path, netuid=self.recipe.chain.netuid, params=SubnetParams(), create=True) as chain:
+            for name, role in roles:
+                wallet = create_wallet(str(wallets), name)
+                hotkey = wallet.hotkey.ss58_address
+                chain.register(hotkey, wallet.coldkeypub.ss58_address)
+                if role == "validator":
+                    chain.add_stake(hotkey, VALIDATOR_STAKE)
+                members.append(Member(name=name, role=role, hotkey=hotkey, out_dir=self.out / name))
+        for member in members:
+            for stale in ("events.jsonl", "ready"):
+                (member.out_dir / stale).unlink(missing_ok=True)
+        return members
+
+    # -- start -----------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        maddrs = self._start_bootstrap()
+        for member in self.members:
+            command = "validator" if member.role == "validator" else "miner"
+            args = [sys.executable, "-m", "distrain", command, "--recipe", str(self.recipe_path)]
+            args += ["--wallet.path", str(self.out / "wallets"), "--wallet.name", member.name]
+            args += ["--initial-peers", *maddrs, "--out", str(member.out_dir), "--threads", "1"]
+            args += ["--genesis-file", str(self.out / "genesis.json"), "--rounds", str(self.options.rounds)]
+            if command == "miner":
+                args += ["--behaviour", member.role]
+            member.process = self.processes.start(args, member.log_path, _child_env())
+        self._wait_until_ready()
+        # Everyone is up: round 0 starts in a moment, for all of them at once.
+        self.genesis = time.time() + 1.0
+        write_genesis(self.out / "genesis.json", self.genesis)
+
+    def _start_bootstrap(self) -> list[str]:
+        maddrs_file = self.out / "dht" / "maddrs.txt"
+        maddrs_file.unlink(missing_ok=True)
+        args = [sys.executable, "-m", "distrain", "dht", "--host", "127.0.0.1", "--maddrs-file", str(maddrs_file)]
+        process = self.processes.start(args, self.out / "dht" / "log.txt", _child_env())
+        deadline = time.time() + self.options.startup_timeout
+        while not maddrs_file.exists():
+            if process.poll() is not None or time.time() > deadline:
+                tail = (self.out / "dht" / "log.txt").read_text(errors="replace").strip().splitlines()[-5:]
+                raise SwarmError("the DHT bootstrap peer did not start:\n" + "\n".join(tail))
+            time.sleep(0.1)
+        return maddrs_file.read_text().split()
+
+    def _wait_until_ready(self) -> None:
+        deadline = time.time() + self.options.startup_timeout
+        waiting = list(self.members)
+        while waiting:
+            self._check_alive()
+            waiting = [m for m in waiting if not (m.out_dir / "ready").exists()]
+            if waiting and time.time() > deadline:
+                names = ", ".join(m.name for m in waiting)
+                raise SwarmError(f"peers not ready after {self.options.startup_timeout:.0f} s: {names}")
+            time.sleep(0.2)
+
+    def _check_alive(self) -> None:
+        for member in self.members:
+            code = member.process.poll() if member.process else None
+            if code not in (None, 0):
+                raise SwarmError(f"{member.name} exited with status {code}:\n{member.log_tail()}")
+
+    # -- follow ----------------------------------------------------------------------------------
+
+    def follow(self) -> None:
+        """Print one line per round as the first validator reports it; return after the last round."""
+        validator = self.members[0]
+        last_round = self.options.rounds - 1
+        round_seconds = self.recipe.run.round_seconds
+        printed = -2
+        while printed < last_round:
+            self._check_alive()
+            for event in validator.events():
+                if event["round"] > printed:
+                    printed = event["round"]
+                    print(self._progress_line(event), flush=True)
+            overdue = self.genesis + (printed + 3) * round_seconds + 30
+            if time.time() > overdue:
+                raise SwarmError(f"{validator.name} reported no round {printed + 1} in time:\n{validator.log_tail()}")
+            time.sleep(0.3)
+        # Miners log a round right after the validator does; give them a moment to finish writing.
+        deadline = time.time() + round_seconds
+        while time.time() < deadline and any(
+            len(m.events()) < self.options.rounds for m in self.members if m.role != "validator"
+        ):
+            time.sleep(0.3)
+
+    def _progress_line(self, event: dict) -> str:
+        if event["round"] < 0:
+            self.initial_loss = event["val_loss"]
+            return f"start      | val loss {event['val_loss']:.3f} | {len(self.members)} peers ready"
+        elapsed = time.time() - self.genesis
+        change = (event["val_loss"] - self.initial_loss) / self.initial_loss
+        sent = self._bytes_sent(event["round"])
+        names = {m.hotkey: m for m in self.members}
+        scores = " ".join(
+            f"{names[h].name.replace('miner-', 'm').replace('freerider-', 'fr')}={s:.3f}"
+            for h, s in sorted(event["scores"].items(), key=lambda kv: names[kv[0]].name if kv[0] in names else kv[0])
+            if h in names
+        )
+        return (
+            f"round {event['round'] + 1:>2}/{self.options.rounds} | val loss {event['val_loss']:.3f} ({change:+.0%}) "
+            f"| {sent / 1e6:.2f} MB sent/miner | averaged {event['averaged']} | scores {scores} | {elapsed:.0f} s"
+        )
+
+    def _bytes_sent(self, round_: int) -> float:
+        miners = [m for m in self.members if m.role != "validator"]
+        sent = [e["bytes_sent"] for m in miners for e in m.events() if e["round"] == round_]
+        return sum(sent) / max(len(miners), 1)
+
+    # -- finish ----------------------------------------------------------------------------------
+
+    def summarise(self) -> dict:
+        from distrain.plots import plot_swarm
+
+        validator_events = [e for e in self.members[0].events() if e["round"] >= 0]
+        with LocalChain(self.recipe.chain.path, netuid=self.recipe.chain.netuid) as chain:
+            chain.run_epoch()  # turn the last weights into incentive now rather than at the next tempo
+            metagraph = chain.metagraph()
+            rows = chain.weights()
+        validator_uids = [metagraph.uid_of(m.hotkey) for m in self.members if m.role == "validator"]
+        weight_of = _stake_weighted_rows(rows, {uid: metagraph.stake[uid] for uid in validator_uids})
+        final_scores = validator_events[-1]["scores"] if validator_events else {}
+        summary = {
+            "run_id": self.recipe.run.run_id,
+            "recipe_hash": self.recipe.hash(),
+            "initial_val_loss": self.initial_loss,
+            "final_val_loss": validator_events[-1]["val_loss"] if validator_events else None,
+            "rounds": [
+                {
+                    "round": e["round"],
+                    "val_loss": e["val_loss"],
+                    "bytes_sent_per_miner": self._bytes_sent(e["round"]),
+                    "averaged": e["averaged"],
+                }
+                for e in validator_events
+            ],
+            "miners": [],
+            "validators": [],
+        }
+        if summary["final_val_loss"] is not None:
+            summary["loss_drop"] = 1 - summary["final_val_loss"] / self.initial_loss
+        for member in self.members:
+            uid = metagraph.uid_of(member.hotkey)
+            entry = {"name": member.name, "hotkey": member.hotkey, "uid": uid, "role": member.role}
+            if member.role == "validator":
+                entry.update(stake=metagraph.stake[uid], dividends=metagraph.dividends[uid])
+                summary["validators"].append(entry)
+            else:
+                entry.update(
+                    score=final_scores.get(member.hotkey, 0.0),
+                    weight=weight_of.get(uid, 0.0),
+                    incentive=metagraph.incentive[uid],
+                )
+                summary["miners"].append(entry)
+        (self.out / "summary.json").write_text(json.dumps(summary, indent=2))
+        plot_swarm(summary, validator_events, {m.hotkey: m.name for m in self.members}, self.out / "loss.png")
+        return summary
+
+
+def _stake_weighted_rows(rows: dict[int, dict[int, float]], stakes: dict[int, float]) -> dict[int, float]:
+    """The weight each uid receives, averaged over validators by stake (one validator: its own row)."""
+    total = sum(stakes.values()) or 1.0
+    combined: dict[int, float] = {}
+    for validator, stake in stakes.items():
+        for uid, weight in rows.get(validator, {}).items():
+            combined[uid] = combined.get(uid, 0.0) + weight * stake / total
+    return combined
+
+
+def run_swarm(recipe: Recipe, options: SwarmOptions) -> int:
+    """Run a local swarm end to end; returns a process exit code."""
+    started = time.time()
+    swarm = Swarm(recipe, options)
+    previous = signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    print(
+        f"swarm: {options.miners} miners, {options.freeriders} free-riders, {options.validators} validators, "
+        f"{options.rounds} rounds of {recipe.run.round_seconds:.0f} s, recipe {recipe.hash()} -> {swarm.out}",
+        flush=True,
+    )
+    try:
+        swarm.start()
+        swarm.follow()
+    except SwarmError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted: stopping every peer", file=sys.stderr)
+        return 130
+    finally:
+        swarm.processes.stop()
+        signal.signal(signal.SIGTERM, previous)
+    summary = swarm.summarise()
+    print(f"done in {time.time() - started:.0f} s: loss {summary['initial_val_loss']:.3f} -> "
+          f"{summary['final_val_loss']:.3f}; summary.json and loss.png in {swarm.out}")
+    for miner in summary["miners"]:
+        print(f"  {miner['name']:<12} {miner['role']:<10} uid {miner['uid']:<3} score {miner['score']:.4f} "
+              f"weight {miner['weight']:.3f} incentive {miner['incentive']:.3f}")
+    return 0
