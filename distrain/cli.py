@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 
 from distrain.chain import ChainError
@@ -16,14 +17,26 @@ from distrain.chain.cli import add_chain_commands
 from distrain.config import RecipeError, explain, load_recipe
 from distrain.network import NetworkError
 from distrain.network.bootstrap import add_dht_command
+from distrain.node import NodeError
 
-USER_ERRORS = (RecipeError, ChainError, NetworkError, TimeoutError)
+USER_ERRORS = (RecipeError, ChainError, NetworkError, NodeError, TimeoutError)
+
+
+def _interrupt(*_) -> None:
+    raise KeyboardInterrupt
+
+
+def stop_on_sigterm() -> None:
+    """Turn SIGTERM into KeyboardInterrupt, so `finally` blocks stop children and p2pd as on Ctrl+C."""
+    signal.signal(signal.SIGTERM, _interrupt)
 
 
 def _add_recipe_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--recipe", default=None, help="YAML recipe (default: the embedded tiny-gpt defaults); "
-        "override any key with --section.key VALUE"
+        "--recipe",
+        default=None,
+        help="YAML recipe (default: the embedded tiny-gpt defaults); "
+        "override any key with --section.key VALUE",
     )
 
 
@@ -32,7 +45,9 @@ def _add_node_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--wallet.path", dest="wallet_path", required=True, help="folder holding the wallets")
     parser.add_argument("--wallet.name", dest="wallet_name", required=True, help="wallet (coldkey) name")
     parser.add_argument("--wallet.hotkey", dest="wallet_hotkey", default="default", help="hotkey name")
-    parser.add_argument("--initial-peers", nargs="*", default=[], help="multiaddrs of DHT peers to join through")
+    parser.add_argument(
+        "--initial-peers", nargs="*", default=[], help="multiaddrs of DHT peers to join through"
+    )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument("--port", type=int, default=0, help="port to listen on (0: any free port)")
     parser.add_argument("--out", default=".", help="folder for events, logs and state")
@@ -64,6 +79,7 @@ def _run_node(args, overrides: list[str], make_node) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    stop_on_sigterm()
     node = make_node(load_recipe(args.recipe, overrides), _node_options(args))
     try:
         node.run()
@@ -90,6 +106,7 @@ def cmd_swarm(args, overrides: list[str]) -> int:
     from distrain.swarm import SwarmOptions, run_swarm
 
     recipe = load_recipe(args.recipe, overrides)
+    stop_on_sigterm()
     options = SwarmOptions(
         miners=args.miners,
         validators=args.validators,

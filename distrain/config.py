@@ -74,8 +74,8 @@ class DataConfig:
     """`stdlib` (the Python standard library's source), or a glob of text files."""
     page_tokens: int = 1024
     """Tokens per page; pages are the unit of assignment and of evaluation."""
-    pages_per_round: int = 4
-    """Pages assigned to each miner per round."""
+    pages_per_round: int = 16
+    """Pages assigned to each miner per round (fewer pages than an inner round can digest overfit them)."""
     heldout_fraction: float = 0.1
     """Fraction of pages that are never assigned: validators evaluate on them."""
     max_corpus_mb: float = 8.0
@@ -90,7 +90,7 @@ class InnerConfig:
     """Inner steps per round (DiLoCo's H)."""
     batch_size: int = 16
     """Sequences per inner step."""
-    lr: float = 3e-3
+    lr: float = 1e-3
     """AdamW learning rate."""
     weight_decay: float = 0.1
     """AdamW weight decay."""
@@ -119,7 +119,13 @@ class CompressionConfig:
     """How pseudo-gradients travel."""
 
     codec: str = "fp16"
-    """A key of `distrain.compression.CODECS` (`fp32`, `fp16`)."""
+    """A preset of `distrain.compression.CODECS`: `fp32`, `fp16`, `bf16` (dense), `int8` (blockwise),
+    `topk` (recommended: 40 of every 4096 values, Rice-coded indices, 2-bit values, ~0.11 bits/value),
+    `topk-dct` (the same on DCT coefficients), `topk-q4` (4-bit values), `templar` (64 of 4096, 12-bit
+    indices, 2-bit values). `distrain bench compress` measures them all."""
+    error_decay: float = 0.95
+    """Error feedback: the part of a delta that compression dropped is added back next round, times
+    this decay (Templar: 0.95); 0 disables it. Matters only for lossy codecs."""
 
 
 @dataclass
@@ -130,6 +136,9 @@ class ValidatorConfig:
     """Held-out pages drawn afresh every round, from a seed miners cannot know, to score each submission."""
     val_pages: int = 12
     """Fixed held-out pages on which the shared model's validation loss is reported."""
+    eval_scale: float = 0.25
+    """Each submission is scored at θ_r − eval_scale·Δ: a partial step measures whether the update points
+    downhill on unseen data, where a full local step late in training mostly measures its overshoot."""
     ema: float = 0.5
     """Weight of the newest round in the exponential moving average of scores."""
     weights_interval: int = 2
@@ -195,6 +204,7 @@ class Recipe:
             ("outer.momentum", 0 <= self.outer.momentum < 1),
             ("validator.eval_pages", self.validator.eval_pages >= 1),
             ("validator.val_pages", self.validator.val_pages >= 1),
+            ("validator.eval_scale", 0 < self.validator.eval_scale <= 1),
             ("validator.ema", 0 < self.validator.ema <= 1),
             ("validator.weights_interval", self.validator.weights_interval >= 1),
         ]

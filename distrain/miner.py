@@ -10,6 +10,7 @@ One round, top to bottom:
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable
 
@@ -17,7 +18,7 @@ import torch
 
 from distrain.compression import encode_payload
 from distrain.config import Recipe
-from distrain.node import Node, NodeOptions
+from distrain.node import Node, NodeError, NodeOptions
 from distrain.training import InnerTrainer, fingerprint, pseudo_gradient
 from distrain.training.outer import snapshot
 
@@ -43,12 +44,14 @@ class Miner(Node):
 
     def __init__(self, recipe: Recipe, options: NodeOptions, behaviour: str = "honest"):
         if behaviour not in BEHAVIOURS:
-            raise SystemExit(f"error: unknown miner behaviour '{behaviour}', expected one of {sorted(BEHAVIOURS)}")
+            raise NodeError(f"unknown miner behaviour '{behaviour}', expected one of {sorted(BEHAVIOURS)}")
         super().__init__(recipe, options)
         self.behaviour = behaviour
+        self._bytes_reported = 0
         self.trainer = InnerTrainer(self.model, recipe.inner)
-        # Each miner samples its own windows; the seed only makes a run reproducible.
-        self.generator = torch.Generator().manual_seed(hash((recipe.run.seed, self.hotkey)) % 2**63)
+        # Each miner samples its own windows; seeding by hotkey only makes a run reproducible.
+        digest = hashlib.sha256(f"{recipe.run.seed}|{self.hotkey}".encode()).digest()
+        self.generator = torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)
 
     def run(self) -> None:
         clock = self.start_clock()
@@ -67,7 +70,6 @@ class Miner(Node):
         delta = BEHAVIOURS[self.behaviour](pseudo_gradient(base, self.model))
         meta = {"hotkey": self.hotkey, "round": round_, "tokens": stats.tokens}
         payload = encode_payload(delta, self.recipe.compression.codec, meta)
-        served_before = self.peer.bytes_served
         self.publish_payload(
             round_,
             payload,
@@ -86,12 +88,18 @@ class Miner(Node):
                 "inner_seconds": stats.seconds,
                 "tokens": stats.tokens,
                 "payload_bytes": len(payload),
-                "bytes_sent": self.peer.bytes_served - served_before,
+                # Uploads since the previous record: a slow peer's fetch may land in the next round's.
+                "bytes_sent": self.peer.bytes_served - self._bytes_reported,
                 "averaged": averaged,
                 "rejected": {s.hotkey: s.reason for s in submissions if s.reason},
                 "fingerprint": fp,
             }
         )
+        self._bytes_reported = self.peer.bytes_served
         log.info(
-            "round %d: %d inner steps, loss %.3f, %d submissions averaged", round_, stats.steps, stats.loss, averaged
+            "round %d: %d inner steps, loss %.3f, %d submissions averaged",
+            round_,
+            stats.steps,
+            stats.loss,
+            averaged,
         )

@@ -57,6 +57,10 @@ class NodeOptions:
     """Stop after this many rounds (None: run until stopped)."""
 
 
+class NodeError(Exception):
+    """A node that cannot start as asked; the message is one line for the user."""
+
+
 @dataclass
 class Submission:
     """One miner's contribution to a round, as this node saw it."""
@@ -96,7 +100,7 @@ class Node:
         self.hotkey = self.keypair.ss58_address
         self.chain = open_chain(recipe.chain.backend, path=recipe.chain.path, netuid=recipe.chain.netuid)
         if self.chain.metagraph().uid_of(self.hotkey) is None:
-            raise SystemExit(f"error: hotkey {self.hotkey} is not registered on netuid {recipe.chain.netuid}")
+            raise NodeError(f"hotkey {self.hotkey} is not registered on netuid {recipe.chain.netuid}")
         self.book = PageBook(load_corpus(recipe.data), recipe.data, recipe.run.seed, recipe.model.context)
         self.model = build_model(recipe.model, recipe.run.seed)
         self.outer = OuterOptimizer(self.model, recipe.outer)
@@ -115,7 +119,7 @@ class Node:
         genesis = self.options.genesis
         if genesis is None:
             if not self.options.genesis_file:
-                raise SystemExit("error: give --genesis (unix time of round 0) or --genesis-file")
+                raise NodeError("give --genesis (unix time of round 0) or --genesis-file")
             genesis = wait_for_genesis(Path(self.options.genesis_file), timeout=300)
         return RoundClock(genesis, self.recipe.run.round_seconds)
 
@@ -153,7 +157,8 @@ class Node:
         metagraph = self.chain.metagraph()
         announced = self.peer.read(self.submission_key(round_))
         return [
-            self._receive(hotkey, announced[hotkey], round_, metagraph, base_fp) for hotkey in sorted(announced)
+            self._receive(hotkey, announced[hotkey], round_, metagraph, base_fp)
+            for hotkey in sorted(announced)
         ]
 
     def _receive(

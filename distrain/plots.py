@@ -8,30 +8,51 @@ import matplotlib
 
 matplotlib.use("Agg")  # no display on servers and CI
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
+
+HONEST, CHEAT = "tab:blue", "tab:red"
 
 
-def plot_swarm(summary: dict, validator_events: list[dict], names: dict[str, str], path: Path) -> None:
-    """Left: the shared model's validation loss per round. Right: each miner's weight as it was set."""
-    fig, (loss_ax, weight_ax) = plt.subplots(1, 2, figsize=(12, 4.5))
-    rounds = [-1] + [r["round"] for r in summary["rounds"]]
+def plot_swarm(summary: dict, validator_events: list[dict], path: Path) -> None:
+    """Validation loss per round; each miner's weight as the validator set it; final incentive."""
+    fig, (loss_ax, weight_ax, incentive_ax) = plt.subplots(
+        1, 3, figsize=(15, 4.5), gridspec_kw={"width_ratios": [1.2, 1.2, 1]}
+    )
+    rounds = [0] + [r["round"] + 1 for r in summary["rounds"]]
     losses = [summary["initial_val_loss"]] + [r["val_loss"] for r in summary["rounds"]]
-    loss_ax.plot([r + 1 for r in rounds], losses, marker="o", color="tab:blue")
-    loss_ax.set(xlabel="outer steps (rounds completed)", ylabel="validation loss (nats/byte)",
-                title="Shared model on held-out pages")
-    loss_ax.grid(alpha=0.3)
+    loss_ax.plot(rounds, losses, marker="o", color=HONEST)
+    loss_ax.set(
+        xlabel="rounds completed", ylabel="validation loss (nats/byte)", title="Shared model, held-out pages"
+    )
 
-    roles = {m["hotkey"]: m["role"] for m in summary["miners"]}
-    for hotkey, role in roles.items():
-        points = [(e["round"] + 1, (e.get("weights") or {}).get(hotkey, 0.0)) for e in validator_events
-                  if e.get("weights") is not None]
-        if not points:
-            continue
-        xs, ys = zip(*points)
-        style = {"linestyle": "-", "marker": "o"} if role == "honest" else {"linestyle": "--", "marker": "x", "color": "tab:red"}
-        weight_ax.plot(xs, ys, label=f"{names.get(hotkey, hotkey[:8])} ({role})", **style)
-    weight_ax.set(xlabel="rounds completed", ylabel="weight set on chain", title="Per-miner weight", ylim=(-0.02, None))
-    weight_ax.grid(alpha=0.3)
+    miners = summary["miners"]
+    for miner in miners:
+        points = [
+            (e["round"] + 1, e["weights"].get(miner["hotkey"], 0.0))
+            for e in validator_events
+            if e.get("weights")
+        ]
+        if points:
+            honest = miner["role"] == "honest"
+            weight_ax.plot(
+                *zip(*points),
+                marker="o" if honest else "x",
+                linestyle="-" if honest else "--",
+                color=None if honest else CHEAT,
+                label=f"{miner['name']} ({miner['role']})",
+            )
+    weight_ax.set(xlabel="rounds completed", ylabel="weight set on chain", title="Per-miner weight")
     weight_ax.legend(fontsize=8)
+
+    colours = [HONEST if m["role"] == "honest" else CHEAT for m in miners]
+    incentive_ax.bar([m["name"] for m in miners], [m["incentive"] for m in miners], color=colours)
+    incentive_ax.set(ylabel="incentive (share of miner emission)", title="Incentive after the last epoch")
+    incentive_ax.tick_params(axis="x", rotation=30)
+
+    for ax in (loss_ax, weight_ax):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    for ax in (loss_ax, weight_ax, incentive_ax):
+        ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -8,6 +8,7 @@ It writes `summary.json` and `loss.png` into the output folder.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -95,10 +96,8 @@ class ProcessGroup:
             _signal_group(process, signal.SIGTERM)
         deadline = time.time() + grace
         for process in self.processes:
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(timeout=max(0.1, deadline - time.time()))
-            except subprocess.TimeoutExpired:
-                pass
         # SIGKILL the whole group even after a clean exit: a p2pd daemon may outlive its parent.
         for process in self.processes:
             _signal_group(process, signal.SIGKILL)
@@ -106,10 +105,8 @@ class ProcessGroup:
 
 
 def _signal_group(process: subprocess.Popen, sig: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(process.pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def _child_env() -> dict:
@@ -135,6 +132,7 @@ class Swarm:
         self.recipe_path.write_text(yaml.safe_dump(recipe.to_dict(), sort_keys=False))
         self.processes = ProcessGroup()
         self.members = self._create_members()
+        self.genesis = self.initial_loss = None
 
     def _create_members(self) -> list[Member]:
         wallets = self.out / "wallets"
@@ -146,7 +144,9 @@ class Swarm:
         chain_path = Path(self.recipe.chain.path)
         chain_path.unlink(missing_ok=True)
         members = []
-        with LocalChain(chain_path, netuid=self.recipe.chain.netuid, params=SubnetParams(), create=True) as chain:
+        with LocalChain(
+            chain_path, netuid=self.recipe.chain.netuid, params=SubnetParams(), create=True
+        ) as chain:
             for name, role in roles:
                 wallet = create_wallet(str(wallets), name)
                 hotkey = wallet.hotkey.ss58_address
@@ -180,7 +180,16 @@ class Swarm:
     def _start_bootstrap(self) -> list[str]:
         maddrs_file = self.out / "dht" / "maddrs.txt"
         maddrs_file.unlink(missing_ok=True)
-        args = [sys.executable, "-m", "distrain", "dht", "--host", "127.0.0.1", "--maddrs-file", str(maddrs_file)]
+        args = [
+            sys.executable,
+            "-m",
+            "distrain",
+            "dht",
+            "--host",
+            "127.0.0.1",
+            "--maddrs-file",
+            str(maddrs_file),
+        ]
         process = self.processes.start(args, self.out / "dht" / "log.txt", _child_env())
         deadline = time.time() + self.options.startup_timeout
         while not maddrs_file.exists():
@@ -223,7 +232,9 @@ class Swarm:
                     print(self._progress_line(event), flush=True)
             overdue = self.genesis + (printed + 3) * round_seconds + 30
             if time.time() > overdue:
-                raise SwarmError(f"{validator.name} reported no round {printed + 1} in time:\n{validator.log_tail()}")
+                raise SwarmError(
+                    f"{validator.name} reported no round {printed + 1} in time:\n{validator.log_tail()}"
+                )
             time.sleep(0.3)
         # Miners log a round right after the validator does; give them a moment to finish writing.
         deadline = time.time() + round_seconds
@@ -242,7 +253,9 @@ class Swarm:
         names = {m.hotkey: m for m in self.members}
         scores = " ".join(
             f"{names[h].name.replace('miner-', 'm').replace('freerider-', 'fr')}={s:.3f}"
-            for h, s in sorted(event["scores"].items(), key=lambda kv: names[kv[0]].name if kv[0] in names else kv[0])
+            for h, s in sorted(
+                event["scores"].items(), key=lambda kv: names[kv[0]].name if kv[0] in names else kv[0]
+            )
             if h in names
         )
         return (
@@ -301,7 +314,7 @@ class Swarm:
                 )
                 summary["miners"].append(entry)
         (self.out / "summary.json").write_text(json.dumps(summary, indent=2))
-        plot_swarm(summary, validator_events, {m.hotkey: m.name for m in self.members}, self.out / "loss.png")
+        plot_swarm(summary, validator_events, self.out / "loss.png")
         return summary
 
 
@@ -319,7 +332,6 @@ def run_swarm(recipe: Recipe, options: SwarmOptions) -> int:
     """Run a local swarm end to end; returns a process exit code."""
     started = time.time()
     swarm = Swarm(recipe, options)
-    previous = signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     print(
         f"swarm: {options.miners} miners, {options.freeriders} free-riders, {options.validators} validators, "
         f"{options.rounds} rounds of {recipe.run.round_seconds:.0f} s, recipe {recipe.hash()} -> {swarm.out}",
@@ -336,11 +348,14 @@ def run_swarm(recipe: Recipe, options: SwarmOptions) -> int:
         return 130
     finally:
         swarm.processes.stop()
-        signal.signal(signal.SIGTERM, previous)
     summary = swarm.summarise()
-    print(f"done in {time.time() - started:.0f} s: loss {summary['initial_val_loss']:.3f} -> "
-          f"{summary['final_val_loss']:.3f}; summary.json and loss.png in {swarm.out}")
+    print(
+        f"done in {time.time() - started:.0f} s: loss {summary['initial_val_loss']:.3f} -> "
+        f"{summary['final_val_loss']:.3f}; summary.json and loss.png in {swarm.out}"
+    )
     for miner in summary["miners"]:
-        print(f"  {miner['name']:<12} {miner['role']:<10} uid {miner['uid']:<3} score {miner['score']:.4f} "
-              f"weight {miner['weight']:.3f} incentive {miner['incentive']:.3f}")
+        print(
+            f"  {miner['name']:<12} {miner['role']:<10} uid {miner['uid']:<3} score {miner['score']:.4f} "
+            f"weight {miner['weight']:.3f} incentive {miner['incentive']:.3f}"
+        )
     return 0

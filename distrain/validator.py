@@ -3,7 +3,8 @@
 It follows θ exactly as miners do (same gather, same checks, same outer step) and, one round behind
 the miners, scores round r while round r+1 runs:
   1. draw held-out pages with a fresh secret: no miner can know them in advance;
-  2. loss of θ_r on them, and loss of θ_r − Δ_i for each submission alone: the improvement is Δ_i's score;
+  2. loss of θ_r on them, and of θ_r − s·Δ_i for each submission alone (s = `eval_scale`): the
+     improvement is Δ_i's score;
   3. EMA of improvements per miner; every `weights_interval` rounds, weights on the chain;
   4. outer step → θ_{r+1}, whose loss on fixed held-out pages is the run's validation loss.
 """
@@ -75,7 +76,7 @@ class Validator(Node):
 
     @torch.no_grad()
     def evaluate(self, base: dict[str, torch.Tensor], submissions: list[Submission]) -> dict[str, float]:
-        """Loss improvement of θ_r − Δ_i over θ_r on freshly drawn held-out pages; a rejected submission gets 0."""
+        """Loss improvement of θ_r − s·Δ_i over θ_r on freshly drawn held-out pages; a rejected submission gets 0."""
         pages = self.book.draw_heldout(self.cfg.eval_pages, secret=os.urandom(32))
         self._load(base)
         before = self.loss_on(self.scratch, pages)
@@ -84,7 +85,8 @@ class Validator(Node):
             if submission.delta is None:
                 improvements[submission.hotkey] = 0.0
                 continue
-            self._load({name: base[name] - submission.delta[name] for name in base})
+            scale = self.cfg.eval_scale
+            self._load({name: base[name] - scale * submission.delta[name] for name in base})
             improvements[submission.hotkey] = before - self.loss_on(self.scratch, pages)
         return improvements
 

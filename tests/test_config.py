@@ -21,7 +21,9 @@ def test_overrides_are_typed_and_change_the_hash():
 
 def test_local_sections_do_not_change_the_hash():
     """Validators may score differently and still train with the same miners."""
-    assert load_recipe(None, {"validator.ema": "0.9", "chain.path": "/tmp/x.sqlite"}).hash() == Recipe().hash()
+    assert (
+        load_recipe(None, {"validator.ema": "0.9", "chain.path": "/tmp/x.sqlite"}).hash() == Recipe().hash()
+    )
 
 
 @pytest.mark.parametrize(

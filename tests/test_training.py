@@ -87,13 +87,21 @@ def test_payload_rejections_have_reason_codes():
 def test_tiny_gpt_learns_and_transformers_builds_from_config():
     model = build_model(SMALL, 0)
     tokens = torch.randint(0, 256, (4, 17))
-    assert causal_lm_loss(model, tokens).item() == pytest.approx(torch.log(torch.tensor(256.0)).item(), abs=0.2)
+    assert causal_lm_loss(model, tokens).item() == pytest.approx(
+        torch.log(torch.tensor(256.0)).item(), abs=0.2
+    )
     pytest.importorskip("transformers")
     cfg = ModelConfig(
         arch="transformers",
         context=16,
-        hf_config={"model_type": "llama", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
-                   "num_attention_heads": 2, "num_key_value_heads": 2},
+        hf_config={
+            "model_type": "llama",
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "num_key_value_heads": 2,
+        },
     )
     hf = build_model(cfg, 0)
     assert causal_lm_loss(hf, tokens).item() > 0

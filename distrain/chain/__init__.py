@@ -7,7 +7,7 @@ with open_chain("local", path="runs/chain.db") as chain:
 from .base import Chain, ChainError, Metagraph, WeightsRejected
 from .local import LocalChain, SubnetParams
 from .wallets import create_wallet, load_hotkey, load_wallet
-from .yuma import EpochResult, yuma_epoch
+from .yuma import EpochResult, YumaParams, yuma_epoch
 
 BACKENDS: dict[str, type[Chain]] = {"local": LocalChain}
 """Chain backends by name; ``open_chain`` passes its keyword arguments to the chosen class."""
@@ -31,6 +31,7 @@ __all__ = [
     "Metagraph",
     "SubnetParams",
     "WeightsRejected",
+    "YumaParams",
     "create_wallet",
     "load_hotkey",
     "load_wallet",

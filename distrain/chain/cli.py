@@ -4,17 +4,20 @@ distrain chain create --chain.path runs/chain.db --tempo 20
 distrain chain register --wallet.path runs/wallets --wallet.name v0 --create-wallet
 distrain chain stake --wallet.path runs/wallets --wallet.name v0 --amount 1000
 distrain chain metagraph
+distrain chain simulate --input scenario.json --output result.json --plot result.png
 """
 
 import argparse
 import functools
+import json
 import sys
 from collections.abc import Callable
-from dataclasses import fields
+from dataclasses import asdict, fields
 from pathlib import Path
 
 from .base import ChainError
 from .local import LocalChain, SubnetParams
+from .simulate import SCHEMA, load_scenario, plot, simulate
 from .wallets import create_wallet, load_wallet
 
 DEFAULT_CHAIN_PATH = "runs/chain.db"
@@ -133,6 +136,27 @@ def cmd_create(args: argparse.Namespace) -> int:
     return 0
 
 
+@_user_errors
+def cmd_simulate(args: argparse.Namespace) -> int:
+    scenario = load_scenario(args.input)
+    records = simulate(scenario)
+    params = {"yuma3": scenario.yuma3, **asdict(scenario.params)}
+    text = json.dumps({"params": params, "epochs": records}, indent=1)
+    if args.output:
+        Path(args.output).write_text(text + "\n")
+    else:
+        print(text)
+    if args.plot:
+        plot(records, args.plot)
+    last = records[-1]
+    summary = ", ".join(
+        f"uid {i}: I {inc:.4f} D {div:.4f}"
+        for i, (inc, div) in enumerate(zip(last["incentive"], last["dividends"]))
+    )
+    print(f"{len(records)} epochs; last: {summary}", file=sys.stderr)
+    return 0
+
+
 def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--chain.path", dest="chain_path", default=DEFAULT_CHAIN_PATH, help="local chain file (SQLite)"
@@ -174,10 +198,30 @@ def add_chain_commands(subparsers) -> None:
     create = add("create", cmd_create, "create a new local subnet file")
     create.add_argument("--force", action="store_true", help="replace an existing file")
     for field in fields(SubnetParams):
+        # type=bool would read "--liquid-alpha False" as True: booleans get --x / --no-x instead.
+        kind = (
+            {"action": argparse.BooleanOptionalAction}
+            if isinstance(field.default, bool)
+            else {"type": type(field.default)}
+        )
         create.add_argument(
             f"--{field.name.replace('_', '-')}",
             dest=field.name,
-            type=type(field.default),
             default=field.default,
             help=f"subnet param (default {field.default})",
+            **kind,
         )
+
+    simulate_parser = commands.add_parser(
+        "simulate",
+        help="run Yuma Consensus offline on a JSON scenario of stakes and weights",
+        description="Run Yuma Consensus epochs offline, from a fresh subnet, as subtensor's epoch would.",
+        epilog=SCHEMA,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    simulate_parser.add_argument("--input", required=True, help="scenario JSON (schema below)")
+    simulate_parser.add_argument("--output", help="write the result JSON here (default: stdout)")
+    simulate_parser.add_argument(
+        "--plot", help="write a PNG of dividends and incentive per neuron over epochs"
+    )
+    simulate_parser.set_defaults(func=cmd_simulate)

@@ -19,14 +19,15 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
 
 from .base import Chain, ChainError, Metagraph, WeightsRejected, is_ss58, verify_signature
 from .weights import U16_MAX, clip_to_limit, from_u16, to_u16
-from .yuma import VARIANTS
+from .yuma import VARIANTS, YumaParams, split_emission, yuma_epoch
+from .yuma_math import top_k_nonzero
 
 MAX_CATCHUP_EPOCHS = 100
 """Epochs run at most when catching up; older due epochs are skipped (nobody changed weights meanwhile,
@@ -61,14 +62,24 @@ class SubnetParams:
     """Stake fraction that must support a weight for Yuma consensus to keep it."""
     bonds_moving_avg: float = 0.9
     """Weight of the previous bonds in the bonds EMA (0.9 means 10% of each epoch's new bonds)."""
+    bonds_penalty: float = 1.0
+    """0: bonds are bought with the raw weights; 1: with the weights clipped to consensus."""
+    liquid_alpha: bool = False
+    """Yuma3 only: each bond's EMA rate moves between ``alpha_low`` and ``alpha_high``."""
+    alpha_low: float = 0.7
+    """Liquid alpha's slowest EMA rate."""
+    alpha_high: float = 0.9
+    """Liquid alpha's fastest EMA rate."""
+    alpha_steepness: float = 1000.0
+    """Liquid alpha's sigmoid steepness, in the chain's units (the sigmoid uses steepness / 100)."""
     emission_per_block: float = 1.0
     """Tokens emitted to the subnet per block."""
     owner_cut: float = 0.18
     """Share of each epoch's emission paid to the subnet owner."""
     miner_share: float = 0.5
-    """Share of the rest paid to miners by incentive; validators get the remainder by dividends."""
-    yuma: str = "classic"
-    """Consensus variant, a key of ``distrain.chain.yuma.VARIANTS``."""
+    """Share of the rest paid to miners by incentive while validators earn too (the chain's split is 0.5)."""
+    yuma: str = "yuma3"
+    """Consensus variant, a key of ``distrain.chain.yuma.VARIANTS`` (``yuma3`` or ``classic``)."""
 
     def __post_init__(self):
         checks = [
@@ -80,6 +91,8 @@ class SubnetParams:
             (self.weights_rate_limit >= 0, "weights_rate_limit must be non-negative"),
             (0 <= self.kappa <= 1, "kappa must be in [0, 1]"),
             (0 <= self.bonds_moving_avg <= 1, "bonds_moving_avg must be in [0, 1]"),
+            (0 <= self.bonds_penalty <= 1, "bonds_penalty must be in [0, 1]"),
+            (0 <= self.alpha_low <= self.alpha_high <= 1, "need 0 <= alpha_low <= alpha_high <= 1"),
             (self.emission_per_block >= 0, "emission_per_block must be non-negative"),
             (0 <= self.owner_cut <= 1, "owner_cut must be in [0, 1]"),
             (0 <= self.miner_share <= 1, "miner_share must be in [0, 1]"),
@@ -89,10 +102,14 @@ class SubnetParams:
             if not ok:
                 raise ChainError(f"invalid subnet params: {message}")
 
+    def yuma_params(self) -> YumaParams:
+        """The consensus hyperparameters among these params."""
+        return YumaParams(**{f.name: getattr(self, f.name) for f in fields(YumaParams)})
+
 
 _SCHEMA = (
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
-    # weights: {uid: u16} as the chain stores them; bonds: {uid: float}; serving: contact info JSON.
+    # weights and bonds: {uid: u16} as the chain stores them; serving: contact info JSON.
     """CREATE TABLE neurons (
         uid INTEGER PRIMARY KEY,
         hotkey TEXT NOT NULL UNIQUE,
@@ -128,8 +145,8 @@ def _extrinsic_payload(
 
 
 def _sparse(row: np.ndarray) -> str:
-    """JSON ``{index: value}`` of a row's non-zero entries."""
-    return json.dumps({int(j): float(v) for j, v in enumerate(row) if v})
+    """JSON ``{index: value}`` of a row's non-zero entries (integers stay integers: bonds are u16)."""
+    return json.dumps({int(j): v.item() for j, v in enumerate(row) if v})
 
 
 def _dense(rows: list[str], n: int) -> np.ndarray:
@@ -261,57 +278,60 @@ class LocalChain(Chain):
             return self._run_epoch(db, self.block(), forced=True)
 
     def _assign_permits(self, db: sqlite3.Connection) -> None:
-        """Validator permits go to the top ``max_validators`` uids by stake (ties: older uid first)."""
-        db.execute(
-            "UPDATE neurons SET validator_permit = uid IN "
-            "(SELECT uid FROM neurons WHERE stake > 0 ORDER BY stake DESC, uid LIMIT ?)",
-            (self.params.max_validators,),
+        """Validator permits go to the top ``max_validators`` uids by stake, by the epoch's own rule."""
+        stake = np.array(
+            [r[0] for r in db.execute("SELECT stake FROM neurons ORDER BY uid")], dtype=np.float64
+        )
+        permits = top_k_nonzero(stake, self.params.max_validators)
+        db.executemany(
+            "UPDATE neurons SET validator_permit = ? WHERE uid = ?",
+            [(int(v), uid) for uid, v in enumerate(permits)],
         )
 
     def _run_epoch(self, db: sqlite3.Connection, block: int, forced: bool) -> dict:
-        """Yuma on the current weights; stores per-uid results and bonds, appends to the history."""
+        """Yuma on the current weights; stores per-uid results, bonds and permits, appends to the history."""
         p = self.params
-        self._assign_permits(db)
         rows = db.execute(
             "SELECT stake, validator_permit, weights, bonds FROM neurons ORDER BY uid"
         ).fetchall()
         n = len(rows)
         stake = np.array([r[0] for r in rows], dtype=np.float64)
         permit = np.array([bool(r[1]) for r in rows], dtype=bool)
-        result = VARIANTS[p.yuma](
+        result = yuma_epoch(
             _dense([r[2] for r in rows], n),
             stake,
             permit,
             _dense([r[3] for r in rows], n),
-            p.kappa,
-            p.bonds_moving_avg,
+            p.yuma_params(),
+            p.yuma,
         )
-
-        total = p.tempo * p.emission_per_block
-        owner = p.owner_cut * total
-        to_miners = (total - owner) * p.miner_share
-        # When nobody has earned incentive or dividends yet, that part of the emission is not paid out.
-        emission = result.incentive * to_miners + result.dividends * (total - owner - to_miners)
+        emission = split_emission(result, p.tempo * p.emission_per_block, p.owner_cut, p.miner_share)
 
         per_uid = {
             "incentive": result.incentive,
             "dividends": result.dividends,
-            "emission": emission,
+            "emission": emission.per_uid,
             "consensus": result.consensus,
             "trust": result.trust,
             "validator_trust": result.validator_trust,
         }
         db.executemany(
-            f"UPDATE neurons SET {', '.join(f'{k} = ?' for k in _EPOCH_FIELDS)}, bonds = ? WHERE uid = ?",
+            f"UPDATE neurons SET {', '.join(f'{k} = ?' for k in _EPOCH_FIELDS)}, bonds = ?, validator_permit = ? "
+            "WHERE uid = ?",
             [
-                (*(float(per_uid[k][uid]) for k in _EPOCH_FIELDS), _sparse(result.bonds[uid]), uid)
+                (
+                    *(float(per_uid[k][uid]) for k in _EPOCH_FIELDS),
+                    _sparse(result.bonds[uid]),
+                    bool(result.validator_permit[uid]),
+                    uid,
+                )
                 for uid in range(n)
             ],
         )
         record = {
             "block": block,
             "forced": forced,
-            "owner_emission": owner,
+            "owner_emission": emission.owner,
             "uids": list(range(n)),
             "stake": stake.tolist(),
             "validator_permit": permit.tolist(),
