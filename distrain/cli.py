@@ -12,6 +12,7 @@ import os
 import signal
 import sys
 
+from distrain.bench import add_bench_commands
 from distrain.chain import ChainError
 from distrain.chain.cli import add_chain_commands
 from distrain.config import RecipeError, explain, load_recipe
@@ -160,6 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_dht_command(commands)
     add_chain_commands(commands)
+    add_bench_commands(commands)
     return parser
 
 

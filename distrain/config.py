@@ -201,6 +201,7 @@ class Recipe:
             ("inner.batch_size", self.inner.batch_size >= 1),
             ("inner.lr", self.inner.lr > 0),
             ("outer.lr", self.outer.lr > 0),
+            ("compression.error_decay", 0 <= self.compression.error_decay <= 1),
             ("outer.momentum", 0 <= self.outer.momentum < 1),
             ("validator.eval_pages", self.validator.eval_pages >= 1),
             ("validator.val_pages", self.validator.val_pages >= 1),

@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 import torch
 
-from distrain.compression import encode_payload
+from distrain.compression import ErrorFeedback, decode_payload, encode_payload, get_codec
 from distrain.config import Recipe
 from distrain.node import Node, NodeError, NodeOptions
 from distrain.training import InnerTrainer, fingerprint, pseudo_gradient
@@ -49,6 +49,9 @@ class Miner(Node):
         self.behaviour = behaviour
         self._bytes_reported = 0
         self.trainer = InnerTrainer(self.model, recipe.inner)
+        get_codec(recipe.compression.codec)  # an unknown codec fails now, not at the first publish
+        # What compression dropped this round is added to the next round's delta, so nothing is lost.
+        self.feedback = ErrorFeedback(recipe.compression.error_decay)
         # Each miner samples its own windows; seeding by hotkey only makes a run reproducible.
         digest = hashlib.sha256(f"{recipe.run.seed}|{self.hotkey}".encode()).digest()
         self.generator = torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)
@@ -69,7 +72,11 @@ class Miner(Node):
         stats = self.trainer.train_round(self.book, pages, self.generator, deadline)
         delta = BEHAVIOURS[self.behaviour](pseudo_gradient(base, self.model))
         meta = {"hotkey": self.hotkey, "round": round_, "tokens": stats.tokens}
+        delta = self.feedback.compensate_all(delta)
         payload = encode_payload(delta, self.recipe.compression.codec, meta)
+        self.feedback.update_all(
+            decode_payload(payload, self.shapes)[1]
+        )  # residual: what peers did not receive
         self.publish_payload(
             round_,
             payload,

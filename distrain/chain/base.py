@@ -15,12 +15,29 @@ class WeightsRejected(ChainError):
 
     ``reason`` is a short stable code for programs (``not_registered``, ``no_permit``, ``rate_limited``,
     ``version_mismatch``, ``length_mismatch``, ``duplicate_uids``, ``unknown_uid``, ``invalid_weights``,
-    ``too_few_weights``, ``bad_signature``); the message says the same for people.
+    ``too_few_weights``, ``over_weight_limit``, ``bad_signature``, and ``rejected`` for a chain error with
+    no finer code); the message says the same for people.
     """
 
     def __init__(self, reason: str, message: str):
         super().__init__(message)
         self.reason = reason
+
+
+SUBTENSOR_ERRORS = {
+    "not_registered": "HotKeyNotRegisteredInSubNet",
+    "no_permit": "NeuronNoValidatorPermit",
+    "rate_limited": "SettingWeightsTooFast",
+    "version_mismatch": "IncorrectWeightVersionKey",
+    "length_mismatch": "WeightVecNotEqualSize",
+    "duplicate_uids": "DuplicateUids",
+    "unknown_uid": "UidVecContainInvalidOne",
+    "too_few_weights": "WeightVecLengthIsLow",
+    "over_weight_limit": "MaxWeightExceeded",
+    "bad_signature": "BadProof",
+}
+"""The error subtensor raises for each ``WeightsRejected`` reason (``invalid_weights`` has none: u16
+weights cannot be negative or infinite, so only a client can get that wrong)."""
 
 
 @dataclass
@@ -67,6 +84,23 @@ class Metagraph:
             return self.uids[self.hotkeys.index(hotkey)]
         except ValueError:
             return None
+
+
+def check_signer(metagraph: Metagraph, hotkey: str, require_permit: bool, min_stake: float) -> str | None:
+    """Why ``hotkey`` may not sign records that steer training, or None if it may.
+
+    Reasons: ``not_registered`` (no uid on the subnet), ``no_permit`` (``require_permit`` and no validator
+    permit), ``low_stake`` (stake below ``min_stake``).
+    """
+    try:
+        i = metagraph.hotkeys.index(hotkey)
+    except ValueError:
+        return "not_registered"
+    if require_permit and not metagraph.validator_permit[i]:
+        return "no_permit"
+    if metagraph.stake[i] < min_stake:
+        return "low_stake"
+    return None
 
 
 def is_ss58(address: str) -> bool:

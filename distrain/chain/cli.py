@@ -1,10 +1,14 @@
-"""`distrain chain ...`: create, inspect and drive a local subnet from the shell.
+"""`distrain chain ...`: create, inspect and drive a subnet from the shell.
 
 distrain chain create --chain.path runs/chain.db --tempo 20
 distrain chain register --wallet.path runs/wallets --wallet.name v0 --create-wallet
 distrain chain stake --wallet.path runs/wallets --wallet.name v0 --amount 1000
 distrain chain metagraph
+distrain chain metagraph --chain.backend bittensor --subtensor.network finney --netuid 3
 distrain chain simulate --input scenario.json --output result.json --plot result.png
+
+With ``--chain.backend bittensor`` the commands go through the bittensor SDK: to ``--subtensor.network``,
+or, given ``--chain.path``, to the local chain file (the SDK's own code, offline).
 """
 
 import argparse
@@ -15,7 +19,8 @@ from collections.abc import Callable
 from dataclasses import asdict, fields
 from pathlib import Path
 
-from .base import ChainError
+from .base import Chain, ChainError
+from .bittensor_backend import BittensorChain
 from .local import LocalChain, SubnetParams
 from .simulate import SCHEMA, load_scenario, plot, simulate
 from .wallets import create_wallet, load_wallet
@@ -38,8 +43,18 @@ def _user_errors(command: Callable[[argparse.Namespace], int]) -> Callable[[argp
     return run
 
 
-def _open(args: argparse.Namespace) -> LocalChain:
-    return LocalChain(args.chain_path, netuid=args.netuid)
+def _open(args: argparse.Namespace) -> Chain:
+    if args.chain_backend == "local":
+        return LocalChain(args.chain_path or DEFAULT_CHAIN_PATH, netuid=args.netuid)
+    return BittensorChain(args.subtensor_network, args.netuid, path=args.chain_path)
+
+
+def _where(args: argparse.Namespace) -> str:
+    if args.chain_backend == "local":
+        return f"at {args.chain_path or DEFAULT_CHAIN_PATH}"
+    if args.chain_path:
+        return f"at {args.chain_path} through the bittensor SDK"
+    return f"on {args.subtensor_network}"
 
 
 def _table(headers: list[str], rows: list[list[str]]) -> str:
@@ -51,8 +66,12 @@ def _table(headers: list[str], rows: list[list[str]]) -> str:
 def cmd_status(args: argparse.Namespace) -> int:
     with _open(args) as chain:
         graph = chain.metagraph()
-        print(f"subnet {graph.netuid} at {chain.path}")
-        print(f"block {graph.block}, next epoch in {chain.blocks_until_epoch()} blocks")
+        print(f"subnet {graph.netuid} {_where(args)}")
+        # Only the local chain runs epochs on a schedule this tool knows.
+        countdown = (
+            f", next epoch in {chain.blocks_until_epoch()} blocks" if isinstance(chain, LocalChain) else ""
+        )
+        print(f"block {graph.block}{countdown}")
         print(f"neurons {graph.n}, with validator permit {sum(graph.validator_permit)}")
     return 0
 
@@ -107,6 +126,11 @@ def cmd_stake(args: argparse.Namespace) -> int:
 @_user_errors
 def cmd_epoch(args: argparse.Namespace) -> int:
     with _open(args) as chain:
+        if not isinstance(chain, LocalChain):
+            raise ChainError(
+                "the bittensor backend cannot run epochs (a Bittensor network runs its own every tempo "
+                "blocks); `distrain chain epoch` needs --chain.backend local"
+            )
         record = chain.run_epoch()
     print(f"epoch at block {record['block']}")
     rows = [
@@ -124,7 +148,7 @@ def cmd_epoch(args: argparse.Namespace) -> int:
 
 @_user_errors
 def cmd_create(args: argparse.Namespace) -> int:
-    path = Path(args.chain_path)
+    path = Path(args.chain_path or DEFAULT_CHAIN_PATH)
     if args.force:
         # SQLite's WAL and shared-memory files belong to the old chain too.
         for stale in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
@@ -159,9 +183,25 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--chain.path", dest="chain_path", default=DEFAULT_CHAIN_PATH, help="local chain file (SQLite)"
+        "--chain.path", dest="chain_path", help=f"local chain file (SQLite; default {DEFAULT_CHAIN_PATH})"
     )
     parser.add_argument("--netuid", type=int, default=1, help="subnet id")
+
+
+def _add_backend(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--chain.backend",
+        dest="chain_backend",
+        choices=["local", "bittensor"],
+        default="local",
+        help="the local chain file, or a Bittensor network through the SDK",
+    )
+    parser.add_argument(
+        "--subtensor.network",
+        dest="subtensor_network",
+        default="finney",
+        help="bittensor backend: finney, test, local or a ws:// URL (ignored with --chain.path)",
+    )
 
 
 def _add_wallet(parser: argparse.ArgumentParser) -> None:
@@ -174,12 +214,16 @@ def _add_wallet(parser: argparse.ArgumentParser) -> None:
 
 def add_chain_commands(subparsers) -> None:
     """Add ``chain`` and its subcommands to a parser's subparsers; each sets ``func(args) -> exit code``."""
-    chain = subparsers.add_parser("chain", help="create, inspect and drive a local subnet")
+    chain = subparsers.add_parser("chain", help="create, inspect and drive a subnet (local or Bittensor)")
     commands = chain.add_subparsers(dest="chain_command", required=True)
 
-    def add(name: str, func: Callable[[argparse.Namespace], int], help: str) -> argparse.ArgumentParser:
+    def add(
+        name: str, func: Callable[[argparse.Namespace], int], help: str, backends: bool = True
+    ) -> argparse.ArgumentParser:
         parser = commands.add_parser(name, help=help)
         _add_common(parser)
+        if backends:
+            _add_backend(parser)
         parser.set_defaults(func=func)
         return parser
 
@@ -195,7 +239,7 @@ def add_chain_commands(subparsers) -> None:
     _add_wallet(stake)
     stake.add_argument("--amount", type=float, required=True, help="stake to add")
 
-    create = add("create", cmd_create, "create a new local subnet file")
+    create = add("create", cmd_create, "create a new local subnet file", backends=False)
     create.add_argument("--force", action="store_true", help="replace an existing file")
     for field in fields(SubnetParams):
         # type=bool would read "--liquid-alpha False" as True: booleans get --x / --no-x instead.

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from .base import Chain, ChainError, Metagraph, WeightsRejected, is_ss58, verify_signature
-from .weights import U16_MAX, clip_to_limit, from_u16, to_u16
+from .weights import U16_MAX, clip_to_limit, from_u16, to_u16, within_limit
 from .yuma import VARIANTS, YumaParams, split_emission, yuma_epoch
 from .yuma_math import top_k_nonzero
 
@@ -437,7 +437,10 @@ class LocalChain(Chain):
             needed = max(1, min(p.min_allowed_weights, n))
             if np.count_nonzero(w) < needed:
                 raise WeightsRejected("too_few_weights", f"need at least {needed} non-zero weights")
-            clipped = clip_to_limit(w, p.max_weight_limit / U16_MAX)
+            if within_limit(w, p.max_weight_limit):
+                clipped = w / w.sum()
+            else:
+                clipped = clip_to_limit(w, p.max_weight_limit / U16_MAX)
             if clipped is None:
                 raise WeightsRejected(
                     "over_weight_limit",
@@ -452,11 +455,15 @@ class LocalChain(Chain):
             db.execute("UPDATE neurons SET weights = ?, last_update = ? WHERE uid = ?", (stored, block, uid))
 
     def weights(self) -> dict[int, dict[int, float]]:
+        return {uid: from_u16(row) for uid, row in self.stored_weights().items()}
+
+    def stored_weights(self) -> dict[int, dict[int, int]]:
+        """Weight rows as the chain stores them: ``{validator uid: {uid: u16 value}}``."""
         with self._transaction(write=False) as db:
             rows = db.execute(
                 "SELECT uid, weights FROM neurons WHERE weights != '{}' ORDER BY uid"
             ).fetchall()
-        return {uid: from_u16({int(j): v for j, v in json.loads(row).items()}) for uid, row in rows}
+        return {uid: {int(j): v for j, v in json.loads(row).items()} for uid, row in rows}
 
     def serve(self, hotkey_ss58: str, info: dict) -> None:
         encoded = json.dumps(info, sort_keys=True)

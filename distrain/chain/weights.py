@@ -36,6 +36,15 @@ def clip_to_limit(weights: np.ndarray, limit: float) -> np.ndarray | None:
     return None
 
 
+def within_limit(weights: np.ndarray, max_weight_limit: int) -> bool:
+    """Subtensor's own test: the largest weight's share of the total, floored to u16, is within the limit.
+
+    Flooring lets through a vector that a client clipped and then quantised to u16 (which can nudge the
+    largest share a hair above the limit), so such a vector is stored exactly as sent.
+    """
+    return int(weights.max() * U16_MAX / weights.sum()) <= max_weight_limit
+
+
 def to_u16(weights: np.ndarray) -> list[int]:
     """Max-upscale to u16: the largest weight becomes 65535, the others keep their ratio to it (rounded)."""
     return [int(v) for v in np.rint(weights / weights.max() * U16_MAX)]

@@ -1,6 +1,23 @@
-"""Codecs for pseudo-gradients and the safetensors wire format of payloads."""
+"""Codecs for pseudo-gradients, error feedback, and the safetensors wire format of payloads."""
 
-from distrain.compression.codecs import CODECS, Codec, DenseCodec, get_codec
+from distrain.compression.base import Codec
+from distrain.compression.blockwise import BlockwiseInt8
+from distrain.compression.codecs import CODECS, RECOMMENDED, get_codec
+from distrain.compression.dense import DenseCodec
+from distrain.compression.feedback import ErrorFeedback
 from distrain.compression.payload import PayloadError, decode_payload, encode_payload
+from distrain.compression.topk import ChunkedTopK
 
-__all__ = ["CODECS", "Codec", "DenseCodec", "get_codec", "PayloadError", "decode_payload", "encode_payload"]
+__all__ = [
+    "CODECS",
+    "RECOMMENDED",
+    "BlockwiseInt8",
+    "ChunkedTopK",
+    "Codec",
+    "DenseCodec",
+    "ErrorFeedback",
+    "PayloadError",
+    "decode_payload",
+    "encode_payload",
+    "get_codec",
+]

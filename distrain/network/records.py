@@ -64,7 +64,7 @@ class RecordSchema:
     required and no other field is allowed (besides ``sig``), which keeps records small and unambiguous.
 
     :param kind: the value of the record's ``kind`` field
-    :param fields: field name -> type (``str``, ``int``, ``float`` or ``list[float]``)
+    :param fields: field name -> type (``str``, ``int``, ``float``, ``list[float]`` or ``list[str]``)
     :param checks: optional field name -> predicate for constraints beyond the type (e.g. "64 hex digits")
     """
 
@@ -92,14 +92,17 @@ class RecordSchema:
         return None
 
 
+_LIST_TYPES = {list[float]: float, list[str]: str}
+
+
 def _has_type(value: Any, expected: Any) -> bool:
-    if expected == list[float]:
-        return type(value) is list and all(type(item) is float for item in value)
+    if expected in _LIST_TYPES:
+        return type(value) is list and all(type(item) is _LIST_TYPES[expected] for item in value)
     return type(value) is expected
 
 
 def _type_name(expected: Any) -> str:
-    return str(expected) if expected == list[float] else expected.__name__
+    return str(expected) if expected in _LIST_TYPES else expected.__name__
 
 
 _ROUND_FIELDS = {"kind": str, "run": str, "recipe": str, "round": int, "hotkey": str}
@@ -133,7 +136,27 @@ FINGERPRINT = RecordSchema(
 )
 """A fingerprint (a few random projections) of the global parameters at the start of a round."""
 
-SCHEMAS: dict[str, RecordSchema] = {schema.kind: schema for schema in (ANNOUNCEMENT, FINGERPRINT)}
+CHECKPOINT = RecordSchema(
+    kind="checkpoint",
+    fields={**_ROUND_FIELDS, "fp": list[float], "sha256": str, "size": int, "peer_id": str},
+    checks={
+        **_ROUND_CHECKS,
+        "sha256": lambda v: _HEX64.fullmatch(v) is not None,
+        "size": _is_natural,
+        "peer_id": lambda v: _BASE58.fullmatch(v) is not None,
+    },
+)
+"""A validator's global state at the start of a round (θ and outer momentum): its fingerprint, and where a
+peer that drifted or joined late fetches it."""
+
+AGGREGATION = RecordSchema(
+    kind="aggregation", fields={**_ROUND_FIELDS, "members": list[str]}, checks=_ROUND_CHECKS
+)
+"""The hotkeys whose submissions of a round enter the average, chosen by a validator from earlier scores."""
+
+SCHEMAS: dict[str, RecordSchema] = {
+    schema.kind: schema for schema in (ANNOUNCEMENT, FINGERPRINT, CHECKPOINT, AGGREGATION)
+}
 
 
 def _encode(record: Mapping[str, Any]) -> bytes:

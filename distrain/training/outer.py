@@ -63,5 +63,18 @@ class OuterOptimizer:
         for name, param in self.model.named_parameters():
             param.copy_(base[name])
 
-    def state_dict(self) -> dict:
-        return self.optimizer.state_dict()
+    def momentum(self) -> dict[str, torch.Tensor]:
+        """The Nesterov buffers by parameter name (empty before the first step)."""
+        return {
+            name: self.optimizer.state[param]["momentum_buffer"]
+            for name, param in self.model.named_parameters()
+            if "momentum_buffer" in self.optimizer.state.get(param, {})
+        }
+
+    @torch.no_grad()
+    def load_momentum(self, buffers: dict[str, torch.Tensor]) -> None:
+        for name, param in self.model.named_parameters():
+            if name in buffers:
+                self.optimizer.state[param]["momentum_buffer"] = buffers[name].to(param).clone()
+            else:
+                self.optimizer.state.pop(param, None)

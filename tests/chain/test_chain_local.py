@@ -49,7 +49,7 @@ def test_open_and_create_errors(tmp_path):
         LocalChain(path, netuid=3, params=SubnetParams(tempo=99))
     with open_chain("local", path=path, netuid=3) as chain:
         assert chain.params == SubnetParams()
-    with pytest.raises(ChainError, match="known: local"):
+    with pytest.raises(ChainError, match="known: bittensor, local"):
         open_chain("nope")
     with pytest.raises(ChainError, match="kappa"):
         SubnetParams(kappa=2.0)

@@ -1,0 +1,16 @@
+"""`distrain bench ...`: measurements behind the project's claims, printed as tables or JSON."""
+
+from __future__ import annotations
+
+import argparse
+
+from distrain.bench.compress import add_compress_command
+
+
+def add_bench_commands(subparsers: argparse._SubParsersAction) -> None:
+    """Register `distrain bench` and its subcommands on the CLI's top-level subparsers."""
+    bench = subparsers.add_parser("bench", help="measure codecs and other building blocks")
+    add_compress_command(bench.add_subparsers(dest="bench_command", required=True))
+
+
+__all__ = ["add_bench_commands"]

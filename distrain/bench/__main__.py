@@ -1,0 +1,17 @@
+"""`python -m distrain.bench compress ...`: the benchmarks without the rest of the CLI."""
+
+import argparse
+import sys
+
+from distrain.bench.compress import add_compress_command
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="distrain bench", description=__doc__.splitlines()[0])
+    add_compress_command(parser.add_subparsers(dest="bench_command", required=True))
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

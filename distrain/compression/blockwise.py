@@ -1,0 +1,49 @@
+"""Blockwise int8: 8 bits per value plus one fp32 scale per block of values."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from distrain.compression.base import Codec, require
+
+
+@dataclass(frozen=True)
+class BlockwiseInt8(Codec):
+    """Each block of `block` consecutive values is scaled by its largest magnitude and rounded to int8.
+
+    A per-block scale keeps one outlier from flattening a whole tensor to zero; the error of a value
+    is at most half a step, |max of its block| / 254.
+    """
+
+    name: str
+    block: int = 256
+    """Values sharing one scale; costs 32/`block` extra bits per value (0.125 at 256)."""
+
+    def encode(self, tensor: torch.Tensor) -> dict[str, torch.Tensor]:
+        blocks = self._blocks(tensor.detach().float().flatten())
+        scale = blocks.abs().amax(dim=1) / 127
+        # A zero block has scale 0; dividing by the smallest normal float keeps its values at 0.
+        codes = torch.round(blocks / scale.clamp_min(torch.finfo(torch.float32).tiny)[:, None])
+        return {"q": codes.to(torch.int8).flatten()[: tensor.numel()], "scale": scale}
+
+    def decode(self, stored: dict[str, torch.Tensor], shape: torch.Size) -> torch.Tensor:
+        require(set(stored) == {"q", "scale"}, "malformed")
+        codes, scale = stored["q"], stored["scale"]
+        numel = shape.numel()
+        require(codes.dtype == torch.int8 and codes.shape == (numel,), "malformed")
+        require(scale.dtype == torch.float32 and scale.shape == (math.ceil(numel / self.block),), "malformed")
+        # Checking scale·127 rather than the scale alone also rejects scales whose products overflow.
+        require(bool(torch.isfinite(scale * 127).all()), "non_finite")
+        require(bool((scale >= 0).all()), "malformed")
+        return (self._blocks(codes.float()) * scale[:, None]).flatten()[:numel].view(shape)
+
+    def estimated_bytes(self, numel: int) -> int:
+        return numel + 4 * math.ceil(numel / self.block)
+
+    def _blocks(self, flat: torch.Tensor) -> torch.Tensor:
+        """`flat` zero-padded to whole blocks, one block per row."""
+        return F.pad(flat, (0, -flat.numel() % self.block)).view(-1, self.block)

@@ -1,0 +1,58 @@
+"""Error feedback: what compression dropped this round is added back to the next round's delta.
+
+A sparse codec sends ~1% of a pseudo-gradient; without feedback the other 99% is lost for good and
+small but consistent directions are never sent. With it, every coordinate's unsent mass accumulates
+until it is large enough to be picked. The decay (Templar uses `ef = 0.95·ef + Δ`) forgets residuals
+that the model has moved past, so stale directions cannot pile up forever.
+
+Per round, in the miner:
+
+    delta = feedback.compensate_all(delta)                    # Δ + decay · residual
+    payload = encode_payload(delta, codec, meta)
+    feedback.update_all(decode_payload(payload, shapes)[1])   # residual = compensated − sent
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+class ErrorFeedback:
+    """Residuals of one peer's compressed deltas, one float32 tensor per parameter name.
+
+    `state_dict()` is a flat `dict[str, Tensor]`, ready for `safetensors.torch.save_file`.
+    """
+
+    def __init__(self, decay: float):
+        if not 0 <= decay <= 1:
+            raise ValueError(f"error feedback decay must lie in [0, 1], got {decay}")
+        self.decay = decay
+        self.residuals: dict[str, torch.Tensor] = {}
+        self._compensated: dict[str, torch.Tensor] = {}
+
+    def compensate(self, name: str, delta: torch.Tensor) -> torch.Tensor:
+        """`delta + decay · residual`: what to compress for `name` this round."""
+        delta = delta.detach().float()
+        residual = self.residuals.get(name)
+        compensated = delta if residual is None else delta + self.decay * residual
+        self._compensated[name] = compensated
+        return compensated
+
+    def update(self, name: str, sent: torch.Tensor) -> None:
+        """Keep what `compensate` asked for but the decoded payload did not carry (`sent`, dense)."""
+        compensated = self._compensated.pop(name)
+        if self.decay > 0:  # with no decay a residual would never be used again
+            self.residuals[name] = compensated - sent.float()
+
+    def compensate_all(self, delta: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {name: self.compensate(name, tensor) for name, tensor in delta.items()}
+
+    def update_all(self, sent: dict[str, torch.Tensor]) -> None:
+        for name, tensor in sent.items():
+            self.update(name, tensor)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return dict(self.residuals)
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.residuals = {name: tensor.float() for name, tensor in state.items()}

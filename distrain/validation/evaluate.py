@@ -1,0 +1,44 @@
+"""Loss measurements of one submission at a time, on a scratch copy of the model.
+
+Two questions per submission:
+- **Does it help on data nobody could train on?** Loss of θ_r minus loss of θ_r − s·Δ on held-out pages
+  drawn from a secret seed. This is the score.
+- **Was it trained on the pages it was assigned?** A miner that trained on its own pages improves them
+  much more than random training pages: the margin between the two is a proof of work that a miner
+  training on other data (or copying) cannot fake.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn as nn
+
+from distrain.data import PageBook
+from distrain.models import causal_lm_loss
+
+Delta = dict[str, torch.Tensor]
+
+
+class Evaluator:
+    """Evaluates θ_r − s·Δ without touching the live model."""
+
+    def __init__(self, model: nn.Module, book: PageBook, batch_size: int = 64):
+        self.scratch = copy.deepcopy(model)
+        self.book, self.batch_size = book, batch_size
+
+    @torch.no_grad()
+    def loss(self, model: nn.Module, pages: list[int]) -> float:
+        """Mean next-token loss of `model` on the evaluation windows of `pages`."""
+        model.eval()
+        sequences = self.book.sequences(pages)
+        total = sum(causal_lm_loss(model, b).item() * len(b) for b in sequences.split(self.batch_size))
+        return total / len(sequences)
+
+    @torch.no_grad()
+    def loss_at(self, base: Delta, pages: list[int], delta: Delta | None = None, scale: float = 1.0) -> float:
+        """Loss of θ_r − scale·Δ (θ_r itself without a delta) on `pages`."""
+        for name, param in self.scratch.named_parameters():
+            param.copy_(base[name] if delta is None else base[name] - scale * delta[name])
+        return self.loss(self.scratch, pages)

@@ -1,0 +1,178 @@
+"""Every codec: round trips, error bounds, top-k selection, sizes, and decoders that reject lies."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from distrain.compression import CODECS, RECOMMENDED, BlockwiseInt8, ChunkedTopK, get_codec
+from distrain.compression.bitpack import pack
+from distrain.compression.dct import dct_chunks
+from distrain.compression.topk import INDEX_CODINGS, ChunkLayout
+from distrain.config import RecipeError
+
+SHAPES = [(4096 * 2 + 100,), (300, 70), (128,), (1,)]  # whole chunks + tail, 2-D, 1-D below one chunk
+
+
+def _random(shape, seed=0):
+    return torch.randn(shape, generator=torch.Generator().manual_seed(seed))
+
+
+def _relative_error(x, y):
+    return float((x - y).norm() / x.norm())
+
+
+@pytest.mark.parametrize("name", sorted(CODECS))
+@pytest.mark.parametrize("shape", SHAPES)
+def test_every_preset_round_trips_to_float32_of_the_shape(name, shape):
+    codec, x = CODECS[name], _random(shape)
+    stored = codec.encode(x)
+    y = codec.decode(stored, x.shape)
+    assert y.dtype == torch.float32 and y.shape == x.shape and torch.isfinite(y).all()
+    assert sum(t.numel() * t.element_size() for t in stored.values()) <= codec.estimated_bytes(x.numel())
+    assert _relative_error(x, y) <= 1.0  # even top-k never adds energy
+
+
+@pytest.mark.parametrize(("name", "bound"), [("fp32", 0.0), ("fp16", 1e-3), ("bf16", 8e-3), ("int8", 1e-2)])
+def test_dense_and_int8_error_bounds(name, bound):
+    x = _random((300, 70))
+    assert _relative_error(x, CODECS[name].decode(CODECS[name].encode(x), x.shape)) <= bound
+
+
+def test_int8_error_is_at_most_half_a_step_of_its_block():
+    codec = BlockwiseInt8("int8", block=64)
+    x = _random(1000) * torch.linspace(0.01, 100, 1000)  # very different scales along the tensor
+    y = codec.decode(codec.encode(x), x.shape)
+    block_max = torch.nn.functional.pad(x.abs(), (0, 24)).view(-1, 64).amax(1).repeat_interleave(64)[:1000]
+    assert ((x - y).abs() <= block_max / 254 * 1.001).all()
+
+
+def test_topk_keeps_exactly_the_k_largest_of_every_chunk():
+    codec = ChunkedTopK("t", chunk=64, k=5, value_bits=2)
+    x = _random((3, 50))  # 150 values: two chunks of 64, a tail of 22 that keeps ceil(5·22/64) = 2
+    y = codec.decode(codec.encode(x), x.shape).flatten()
+    flat = x.flatten()
+    for start, k in [(0, 5), (64, 5), (128, 2)]:
+        chunk = flat[start : start + 64]
+        expected = set((chunk.abs().topk(k).indices + start).tolist())
+        kept = set(torch.nonzero(y[start : start + 64]).flatten().add(start).tolist())
+        assert kept == expected
+    kept = y != 0
+    assert torch.equal(torch.sign(y[kept]), torch.sign(flat[kept]))
+    # Bin means keep every bin's (and so the whole) L1 mass of the kept values.
+    assert math.isclose(float(y.abs().sum()), float(flat[kept].abs().sum()), rel_tol=1e-5)
+
+
+@pytest.mark.parametrize("bits", [1, 2, 4, 8])
+def test_more_value_bits_lower_the_error_of_kept_values(bits):
+    codec = ChunkedTopK("t", chunk=256, k=256, value_bits=bits)  # keep everything: only quantisation
+    x = _random(4096)
+    error = _relative_error(x, codec.decode(codec.encode(x), x.shape))
+    assert error < {1: 0.62, 2: 0.4, 4: 0.17, 8: 0.04}[bits]  # sign + mean magnitude: 0.603
+
+
+def test_dct_is_orthonormal_and_keeping_every_coefficient_is_near_lossless():
+    tiles = _random((5, 8, 8))
+    assert torch.allclose(dct_chunks(dct_chunks(tiles), inverse=True), tiles, atol=1e-5)
+    assert torch.allclose(dct_chunks(tiles).norm(), tiles.norm())
+    codec = ChunkedTopK("t", chunk=64, k=64, value_bits=8, dct=True)
+    x = _random(64 * 3 + 10)
+    assert _relative_error(x, codec.decode(codec.encode(x), x.shape)) < 0.04  # 8-bit values
+
+
+def test_dct_finds_smooth_structure_that_plain_topk_misses():
+    ramp = torch.linspace(-1, 1, 4096).repeat(4)
+    plain, dct = (ChunkedTopK("t", chunk=4096, k=40, value_bits=8, dct=dct) for dct in (False, True))
+    assert _relative_error(ramp, dct.decode(dct.encode(ramp), ramp.shape)) < 0.5
+    assert _relative_error(ramp, plain.decode(plain.encode(ramp), ramp.shape)) > 0.9
+
+
+def test_recommended_and_templar_sizes():
+    numel = 4096 * 1000
+    assert CODECS[RECOMMENDED].estimated_bytes(numel) * 8 / numel <= 0.12
+    # Templar's configuration packed ideally: 64 · (12 + 2) / 4096 bits per value.
+    assert CODECS["templar"].estimated_bytes(numel) * 8 / numel == pytest.approx(64 * 14 / 4096, rel=1e-3)
+    x = _random(numel)
+    actual = CODECS[RECOMMENDED].encode(x)[""].numel()
+    assert (
+        0.9 * CODECS[RECOMMENDED].estimated_bytes(numel)
+        <= actual
+        <= CODECS[RECOMMENDED].estimated_bytes(numel)
+    )
+
+
+def test_unknown_codec_and_bad_parameters_are_clear_errors():
+    with pytest.raises(RecipeError, match="compression.codec"):
+        get_codec("zip")
+    with pytest.raises(ValueError, match="invalid k"):
+        ChunkedTopK("t", chunk=64, k=65)
+    with pytest.raises(ValueError, match="invalid dct"):
+        ChunkedTopK("t", chunk=99, k=5, dct=True)
+
+
+# --- Decoders reject lies, with a reason -----------------------------------------------------------
+
+
+def _blob(codec: ChunkedTopK, numel: int, positions, table=(1.0, 2.0)) -> dict[str, torch.Tensor]:
+    """A hand-made top-k payload claiming `positions`, to say what an honest encoder never would."""
+    layout, positions = ChunkLayout(numel, codec.chunk, codec.k), np.array(positions)
+    parts = [
+        np.array(table, "<f4").view(np.uint8),
+        pack(np.zeros(len(positions), np.int64), codec.value_bits),
+        INDEX_CODINGS[codec.index_coding].encode(positions, layout),
+    ]
+    return {"": torch.from_numpy(np.concatenate(parts))}
+
+
+RICE = ChunkedTopK("t", chunk=16, k=2, value_bits=2, index_coding="rice")  # 40 values keep 2 + 2 + 1
+FIXED = ChunkedTopK("t", chunk=16, k=2, value_bits=2, index_coding="fixed")
+
+
+@pytest.mark.parametrize(
+    ("codec", "positions", "table", "reason"),
+    [
+        (RICE, [0, 5, 17, 20, 33], (1.0, 2.0), None),  # the honest shape, as a control
+        (RICE, [0, 1, 2, 20, 33], (1.0, 2.0), "bad_count"),  # three in the first chunk
+        (RICE, [0, 5, 17, 20], (1.0, 2.0), "truncated"),  # one missing: fewer bytes than 5 need
+        (RICE, [0, 5, 17, 20, 40], (1.0, 2.0), "index_out_of_range"),
+        (RICE, [0, 5, 17, 20, 33], (1.0, float("nan")), "non_finite"),
+        (RICE, [0, 5, 17, 20, 33], (float("inf"), 1.0), "non_finite"),
+        (FIXED, [0, 5, 17, 20, 33], (1.0, 2.0), None),
+        (FIXED, [5, 5, 17, 20, 33], (1.0, 2.0), "malformed"),  # duplicate index
+        (FIXED, [5, 0, 17, 20, 33], (1.0, 2.0), "malformed"),  # unsorted
+        (FIXED, [0, 5, 17, 20, 47], (1.0, 2.0), "index_out_of_range"),  # past the 8-value tail
+    ],
+)
+def test_topk_decoder_rejections(codec, positions, table, reason):
+    stored = _blob(codec, 40, positions, table)
+    if reason is None:
+        assert codec.decode(stored, torch.Size([40])).count_nonzero() == 5
+    else:
+        with pytest.raises(ValueError, match=f"^{reason}$"):
+            codec.decode(stored, torch.Size([40]))
+
+
+@pytest.mark.parametrize("name", sorted(CODECS))
+def test_decoders_reject_truncated_mistyped_and_misshapen_input(name):
+    codec, x = CODECS[name], _random(5000)
+    stored = codec.encode(x)
+    with pytest.raises(ValueError):
+        codec.decode(stored, torch.Size([10000]))
+    with pytest.raises(ValueError, match="malformed"):
+        codec.decode({**stored, "extra": torch.zeros(1)}, x.shape)
+    with pytest.raises(ValueError, match="malformed"):
+        codec.decode({key: t.to(torch.float64) for key, t in stored.items()}, x.shape)
+    with pytest.raises(ValueError, match="truncated|malformed|bad_count"):
+        codec.decode({key: t[: t.numel() // 2] for key, t in stored.items()}, x.shape)
+
+
+@pytest.mark.parametrize("name", ["fp32", "fp16", "bf16", "int8"])
+def test_non_finite_values_and_scales_are_rejected(name):
+    codec = CODECS[name]
+    stored = codec.encode(_random(512))
+    key = "scale" if name == "int8" else ""
+    stored[key] = stored[key].clone()
+    stored[key][1] = float("nan")
+    with pytest.raises(ValueError, match="non_finite"):
+        codec.decode(stored, torch.Size([512]))
