@@ -19,6 +19,7 @@ from distrain.config import RecipeError, explain, load_recipe
 from distrain.network import NetworkError
 from distrain.network.bootstrap import add_dht_command
 from distrain.node import NodeError
+from distrain.validation import report
 
 USER_ERRORS = (RecipeError, ChainError, NetworkError, NodeError, TimeoutError)
 
@@ -30,6 +31,24 @@ def _interrupt(*_) -> None:
 def stop_on_sigterm() -> None:
     """Turn SIGTERM into KeyboardInterrupt, so `finally` blocks stop children and p2pd as on Ctrl+C."""
     signal.signal(signal.SIGTERM, _interrupt)
+
+
+class _CommandParser(argparse.ArgumentParser):
+    """A command's parser that hands `COMMAND VERB ...` to the verb's own parser when it has one.
+
+    `distrain validator report` cannot be an argparse subcommand of `distrain validator`: the node's
+    required flags would be demanded of it, and the value of a recipe override (`--inner.steps 20`)
+    would be taken for a subcommand's name.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.verbs: dict[str, argparse.ArgumentParser] = {}
+
+    def parse_known_args(self, args=None, namespace=None):
+        if args and args[0] in self.verbs:
+            return self.verbs[args[0]].parse_known_args(args[1:], namespace)
+        return super().parse_known_args(args, namespace)
 
 
 def _add_recipe_argument(parser: argparse.ArgumentParser) -> None:
@@ -100,18 +119,23 @@ def cmd_miner(args, overrides: list[str]) -> int:
 def cmd_validator(args, overrides: list[str]) -> int:
     from distrain.validator import Validator
 
-    return _run_node(args, overrides, Validator)
+    return _run_node(args, overrides, lambda recipe, options: Validator(recipe, options, args.secret_file))
 
 
 def cmd_swarm(args, overrides: list[str]) -> int:
+    from distrain.adversaries import BEHAVIOURS
     from distrain.swarm import SwarmOptions, run_swarm
 
     recipe = load_recipe(args.recipe, overrides)
+    unknown = sorted(set(args.adversaries.split(",")) - set(BEHAVIOURS) - {""})
+    if unknown:
+        raise NodeError(f"unknown adversaries {unknown}, expected names from {sorted(BEHAVIOURS)}")
     stop_on_sigterm()
     options = SwarmOptions(
         miners=args.miners,
         validators=args.validators,
         freeriders=args.freeriders,
+        adversaries=[name for name in args.adversaries.split(",") if name],
         rounds=args.rounds,
         out_dir=args.out,
         startup_timeout=args.startup_timeout,
@@ -133,13 +157,16 @@ def cmd_recipe(args, overrides: list[str]) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="distrain", description=__doc__.splitlines()[0])
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_CommandParser)
 
     swarm = commands.add_parser("swarm", help="run a whole local subnet on 127.0.0.1")
     _add_recipe_argument(swarm)
     swarm.add_argument("--miners", type=int, default=4, help="honest miners")
     swarm.add_argument("--validators", type=int, default=1, help="validators")
     swarm.add_argument("--freeriders", type=int, default=1, help="miners that publish a zero delta")
+    swarm.add_argument(
+        "--adversaries", default="", help="comma-separated cheating miners to add, e.g. noise,copycat,stale"
+    )
     swarm.add_argument("--rounds", type=int, default=10, help="rounds to run")
     swarm.add_argument("--out", default="runs/swarm", help="output folder (summary.json, loss.png, logs)")
     swarm.add_argument("--startup-timeout", type=float, default=120.0, help="seconds for all peers to start")
@@ -147,12 +174,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     miner = commands.add_parser("miner", help="train and publish pseudo-gradients")
     _add_node_arguments(miner)
-    miner.add_argument("--behaviour", default="honest", help="honest, or a cheat for tests (freerider)")
+    miner.add_argument(
+        "--behaviour", default="honest", help="honest, or a cheat for tests (see distrain.adversaries)"
+    )
     miner.set_defaults(func=cmd_miner)
 
-    validator = commands.add_parser("validator", help="score miners and set weights")
+    validator = commands.add_parser(
+        "validator",
+        help="score miners and set weights; `validator report`: what one decided, round by round",
+        epilog="distrain validator report --out DIR [--png FILE] [--last N] [--json]: "
+        "tables and a plot of the audit trail of the validator that ran with --out DIR",
+    )
     _add_node_arguments(validator)
+    validator.add_argument(
+        "--secret-file", default=None, help="evaluation secret (default: OUT/secret, created on first start)"
+    )
     validator.set_defaults(func=cmd_validator)
+    validator.verbs["report"] = report.build_parser("distrain validator report")
 
     recipe = commands.add_parser("recipe", help="print the resolved recipe and its hash")
     _add_recipe_argument(recipe)

@@ -112,6 +112,8 @@ class OuterConfig:
     """Outer momentum."""
     nesterov: bool = True
     """Use Nesterov momentum."""
+    max_norm_ratio: float = 10.0
+    """A delta whose norm exceeds this multiple of the round's median norm is rejected, not just clipped."""
 
 
 @dataclass
@@ -130,7 +132,7 @@ class CompressionConfig:
 
 @dataclass
 class ValidatorConfig:
-    """How validators score submissions (not part of the recipe hash)."""
+    """How validators check and score submissions (not part of the recipe hash)."""
 
     eval_pages: int = 6
     """Held-out pages drawn afresh every round, from a seed miners cannot know, to score each submission."""
@@ -139,10 +141,26 @@ class ValidatorConfig:
     eval_scale: float = 0.25
     """Each submission is scored at θ_r − eval_scale·Δ: a partial step measures whether the update points
     downhill on unseen data, where a full local step late in training mostly measures its overshoot."""
+    assignment_pages: int = 16
+    """Pages of a miner's own assignment (and as many random training pages) for the proof-of-work check."""
+    assignment_margin: float = 0.05
+    """A miner must improve its own pages by this much more than random pages (nats), or the round scores 0."""
+    copy_similarity: float = 0.95
+    """Cosine similarity from which a submission counts as a copy (of this round) or a replay (of the last)."""
+    max_evaluations: int = 32
+    """At most this many submissions are evaluated per round; the least recently evaluated go first."""
+    newcomer_slots: int = 8
+    """Never-evaluated hotkeys admitted to the next aggregation set beside the miners with a positive score."""
     ema: float = 0.5
     """Weight of the newest round in the exponential moving average of scores."""
     weights_interval: int = 2
     """Set weights on the chain every this many rounds."""
+    max_weight: float = 1.0
+    """No miner receives more than this share of the weights; the excess goes to the others."""
+    burn: float = 0.0
+    """Share of the weights given to `burn_uid` (the subnet owner) instead of to miners."""
+    burn_uid: int = 0
+    """The uid that receives the burned share."""
 
 
 @dataclass
@@ -203,9 +221,16 @@ class Recipe:
             ("outer.lr", self.outer.lr > 0),
             ("compression.error_decay", 0 <= self.compression.error_decay <= 1),
             ("outer.momentum", 0 <= self.outer.momentum < 1),
+            ("outer.max_norm_ratio", self.outer.max_norm_ratio > 1),
             ("validator.eval_pages", self.validator.eval_pages >= 1),
             ("validator.val_pages", self.validator.val_pages >= 1),
             ("validator.eval_scale", 0 < self.validator.eval_scale <= 1),
+            ("validator.assignment_pages", 1 <= self.validator.assignment_pages <= self.data.pages_per_round),
+            ("validator.copy_similarity", 0 < self.validator.copy_similarity <= 1),
+            ("validator.max_evaluations", self.validator.max_evaluations >= 1),
+            ("validator.newcomer_slots", self.validator.newcomer_slots >= 0),
+            ("validator.max_weight", 0 < self.validator.max_weight <= 1),
+            ("validator.burn", 0 <= self.validator.burn < 1),
             ("validator.ema", 0 < self.validator.ema <= 1),
             ("validator.weights_interval", self.validator.weights_interval >= 1),
         ]

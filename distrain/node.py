@@ -15,20 +15,20 @@ from pathlib import Path
 
 import torch
 
-from distrain.chain import Metagraph, load_hotkey, open_chain
+from distrain.chain import Metagraph, check_signer, load_hotkey, open_chain
 from distrain.clock import RoundClock, wait_for_genesis
 from distrain.compression import PayloadError, decode_payload
 from distrain.config import Recipe
 from distrain.data import PageBook, load_corpus
-from distrain.models import build_model, causal_lm_loss
+from distrain.models import build_model
 from distrain.network import FetchError, Peer, round_key
 from distrain.training import OuterOptimizer, aggregate, fingerprint, fingerprints_match
 from distrain.validation import check_announcement, check_delta
 
 log = logging.getLogger("distrain")
 
-SUBMISSIONS = "announcement"
-FINGERPRINTS = "fingerprint"
+MIN_VALIDATOR_STAKE = 1.0
+"""Stake below which a validator's aggregation sets and checkpoints are not followed."""
 
 
 @dataclass
@@ -109,7 +109,6 @@ class Node:
         self.peer = Peer(
             initial_peers=options.initial_peers, host_maddrs=[f"/ip4/{options.host}/tcp/{options.port}"]
         )
-        self._own_payloads: dict[str, bytes] = {}
 
     # -- lifecycle -----------------------------------------------------------------------------------
 
@@ -129,33 +128,47 @@ class Node:
 
     # -- the shared round mechanics ------------------------------------------------------------------
 
-    def submission_key(self, round_: int) -> str:
-        return round_key(self.recipe.run.run_id, round_, SUBMISSIONS)
+    def key(self, round_: int, kind: str) -> str:
+        return round_key(self.recipe.run.run_id, round_, kind)
 
-    def publish_payload(self, round_: int, data: bytes, body: dict) -> None:
-        """Serve the payload over P2P and announce it, signed, in the DHT."""
+    def submission_key(self, round_: int) -> str:
+        return self.key(round_, "announcement")
+
+    def record_body(self, kind: str, round_: int) -> dict:
+        return {"kind": kind, "run": self.recipe.run.run_id, "recipe": self.recipe_hash, "round": round_}
+
+    def publish_payload(
+        self, round_: int, data: bytes, body: dict, signer=None, announced_size: int | None = None
+    ) -> None:
+        """Serve the payload over P2P and announce it, signed, in the DHT.
+
+        `signer` and `announced_size` exist for the cheating behaviours of `distrain.adversaries`.
+        """
         sha256 = self.peer.serve_payload(data)
-        self._own_payloads = {sha256: data}
         announcement = {
-            "kind": "announcement",
-            "run": self.recipe.run.run_id,
-            "recipe": self.recipe_hash,
-            "round": round_,
+            **self.record_body("announcement", round_),
             "sha256": sha256,
-            "size": len(data),
+            "size": len(data) if announced_size is None else announced_size,
             "peer_id": self.peer.peer_id,
             **body,
         }
-        self.peer.publish(self.submission_key(round_), self.keypair, announcement, self.ttl)
+        self.peer.publish(self.submission_key(round_), signer or self.keypair, announcement, self.ttl)
 
     @property
     def ttl(self) -> float:
         return 4 * self.recipe.run.round_seconds
 
-    def gather(self, round_: int, base_fp: list[float]) -> list[Submission]:
+    @property
+    def fetch_timeout(self) -> float:
+        return max(5.0, self.recipe.run.round_seconds / 4)
+
+    def gather(
+        self, round_: int, base_fp: list[float], announced: dict[str, dict] | None = None
+    ) -> list[Submission]:
         """Every announced submission of the round, fetched and checked, in hotkey order."""
         metagraph = self.chain.metagraph()
-        announced = self.peer.read(self.submission_key(round_))
+        if announced is None:
+            announced = self.peer.read(self.submission_key(round_))
         return [
             self._receive(hotkey, announced[hotkey], round_, metagraph, base_fp)
             for hotkey in sorted(announced)
@@ -176,7 +189,7 @@ class Node:
         if submission.reason:
             return submission
         try:
-            data = self._own_payloads.get(body["sha256"]) or self.peer.fetch(
+            data = self.peer.fetch(
                 body["peer_id"], body["sha256"], max_bytes=body["size"], timeout=self.fetch_timeout
             )
             meta, delta = decode_payload(data, self.shapes)
@@ -185,42 +198,47 @@ class Node:
             return submission
         if meta.get("hotkey") != hotkey or meta.get("round") != round_:
             submission.reason = "meta_mismatch"
-        elif not fingerprints_match(body.get("base_fp", []), base_fp):
+        elif not fingerprints_match(body["base_fp"], base_fp):
             submission.reason = "wrong_base"
         else:
             submission.reason = check_delta(delta)
         submission.delta = None if submission.reason else delta
         return submission
 
-    @property
-    def fetch_timeout(self) -> float:
-        return max(5.0, self.recipe.run.round_seconds / 4)
-
-    def outer_step(self, base: dict[str, torch.Tensor], submissions: list[Submission]) -> int:
-        """θ_{r+1} from the accepted submissions; returns how many were averaged."""
-        accepted = [s.delta for s in submissions if s.delta is not None]
+    def outer_step(
+        self, base: dict[str, torch.Tensor], submissions: list[Submission], members: set[str] | None
+    ) -> list[str]:
+        """θ_{r+1} from the accepted submissions of the aggregation set (all accepted ones when no
+        validator named a set); returns the hotkeys averaged."""
+        accepted = [s for s in submissions if s.delta is not None and (not members or s.hotkey in members)]
         if accepted:
-            self.outer.step(base, aggregate(accepted))
+            self.outer.step(base, aggregate([s.delta for s in accepted]))
         else:
             self.outer.skip(base)
-        return len(accepted)
+        return [s.hotkey for s in accepted]
 
     def publish_fingerprint(self, round_: int) -> list[float]:
         """Publish the fingerprint of θ_{round} so peers can check they hold the same model."""
         fp = fingerprint(self.model)
-        body = {"kind": "fingerprint", "run": self.recipe.run.run_id, "recipe": self.recipe_hash}
         self.peer.publish(
-            round_key(self.recipe.run.run_id, round_, FINGERPRINTS),
+            self.key(round_, "fingerprint"),
             self.keypair,
-            {**body, "round": round_, "fp": fp},
+            {**self.record_body("fingerprint", round_), "fp": fp},
             self.ttl,
         )
         return fp
 
-    @torch.no_grad()
-    def loss_on(self, model: torch.nn.Module, pages: list[int]) -> float:
-        """Mean next-token loss of `model` on the evaluation windows of `pages`."""
-        model.eval()
-        sequences = self.book.sequences(pages)
-        total = sum(causal_lm_loss(model, batch).item() * len(batch) for batch in sequences.split(64))
-        return total / len(sequences)
+    def leading_record(self, round_: int, kind: str) -> dict | None:
+        """The `kind` record of `round_` published by the validator with the most stake, if any.
+
+        Only permitted, staked validators may steer training (aggregation sets, checkpoints); a record
+        from anyone else is ignored, however well signed.
+        """
+        metagraph = self.chain.metagraph()
+        candidates = [
+            (metagraph.stake[metagraph.uid_of(hotkey)], hotkey, record)
+            for hotkey, record in self.peer.read(self.key(round_, kind)).items()
+            if record.get("recipe") == self.recipe_hash
+            and check_signer(metagraph, hotkey, require_permit=True, min_stake=MIN_VALIDATOR_STAKE) is None
+        ]
+        return max(candidates, default=(None, None, None))[2]

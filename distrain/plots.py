@@ -56,3 +56,28 @@ def plot_swarm(summary: dict, validator_events: list[dict], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def plot_validator_scores(series: dict[str, list[tuple[int, float, bool]]], path: Path, title: str) -> None:
+    """One line per miner: its score after each round; an x on rounds whose submission was refused.
+
+    `series` maps a miner's label to (round, score, refused) points, as `validation.report.score_series`
+    builds them from a validator's audit trail.
+    """
+    fig, ax = plt.subplots(figsize=(10, 5))
+    for label, points in series.items():
+        rounds, scores, _ = zip(*points)
+        (line,) = ax.plot(rounds, scores, marker=".", label=label)
+        refused = [(r, s) for r, s, bad in points if bad]
+        if refused:
+            ax.scatter(*zip(*refused), marker="x", s=45, color=line.get_color(), zorder=3)
+    ax.scatter([], [], marker="x", color="black", label="refused that round")
+    ax.set(xlabel="round", ylabel="score (EMA of held-out loss gain)", title=title)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.grid(alpha=0.3)
+    # Past a screenful of miners the legend would hide the lines it names.
+    if len(series) <= 20:
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

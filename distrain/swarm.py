@@ -15,7 +15,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
@@ -37,12 +37,16 @@ class SwarmOptions:
     """Validators (each gets stake and a validator permit)."""
     freeriders: int = 0
     """Miners that publish a zero delta."""
+    adversaries: list[str] = field(default_factory=list)
+    """Cheating miners to add, one per name in `distrain.adversaries.BEHAVIOURS` (names may repeat)."""
     rounds: int = 10
     """Rounds to run before stopping everything."""
     out_dir: str = "runs/swarm"
     """Output folder: summary.json, loss.png, and one subfolder of logs per peer."""
     startup_timeout: float = 120.0
     """Seconds all peers together may take to start."""
+    shared_secret: bool = False
+    """Give every validator the same evaluation secret, so that they score identically (for tests)."""
 
 
 @dataclass
@@ -54,6 +58,7 @@ class Member:
     """`validator`, `honest`, or the cheating behaviour it was started with."""
     hotkey: str
     out_dir: Path
+    args: list[str] = field(default_factory=list)
     process: subprocess.Popen | None = None
 
     @property
@@ -140,6 +145,7 @@ class Swarm:
             [(f"validator-{i}", "validator") for i in range(self.options.validators)]
             + [(f"miner-{i}", "honest") for i in range(self.options.miners)]
             + [(f"freerider-{i}", "freerider") for i in range(self.options.freeriders)]
+            + [(f"{name}-{i}", name) for i, name in enumerate(self.options.adversaries)]
         )
         chain_path = Path(self.recipe.chain.path)
         chain_path.unlink(missing_ok=True)
@@ -171,11 +177,20 @@ class Swarm:
             args += ["--genesis-file", str(self.out / "genesis.json"), "--rounds", str(self.options.rounds)]
             if command == "miner":
                 args += ["--behaviour", member.role]
+            elif self.options.shared_secret:
+                args += ["--secret-file", str(self.out / "validator-secret")]
+            member.args = args
             member.process = self.processes.start(args, member.log_path, _child_env())
         self._wait_until_ready()
         # Everyone is up: round 0 starts in a moment, for all of them at once.
         self.genesis = time.time() + 1.0
         write_genesis(self.out / "genesis.json", self.genesis)
+
+    def restart(self, member: Member) -> None:
+        """Start a member again with the same arguments (after it crashed or was killed)."""
+        member.process = self.processes.start(
+            member.args, member.log_path.with_suffix(".restart.txt"), _child_env()
+        )
 
     def _start_bootstrap(self) -> list[str]:
         maddrs_file = self.out / "dht" / "maddrs.txt"
@@ -250,17 +265,11 @@ class Swarm:
         elapsed = time.time() - self.genesis
         change = (event["val_loss"] - self.initial_loss) / self.initial_loss
         sent = self._bytes_sent(event["round"])
-        names = {m.hotkey: m for m in self.members}
-        scores = " ".join(
-            f"{names[h].name.replace('miner-', 'm').replace('freerider-', 'fr')}={s:.3f}"
-            for h, s in sorted(
-                event["scores"].items(), key=lambda kv: names[kv[0]].name if kv[0] in names else kv[0]
-            )
-            if h in names
-        )
+        names = {m.hotkey: m.name.replace("miner-", "m") for m in self.members if m.role != "validator"}
+        scores = " ".join(f"{names[h]}={s:.3f}" for h, s in sorted(event["scores"].items()) if h in names)
         return (
             f"round {event['round'] + 1:>2}/{self.options.rounds} | val loss {event['val_loss']:.3f} ({change:+.0%}) "
-            f"| {sent / 1e6:.2f} MB sent/miner | averaged {event['averaged']} | scores {scores} | {elapsed:.0f} s"
+            f"| {sent / 1e6:.2f} MB sent/miner | averaged {event['averaged']} | {elapsed:.0f} s | scores {scores}"
         )
 
     def _bytes_sent(self, round_: int) -> float:

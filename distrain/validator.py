@@ -1,105 +1,249 @@
 """The validator: measure what each submission really does to the loss, and pay for it on chain.
 
-It follows θ exactly as miners do (same gather, same checks, same outer step) and, one round behind
-the miners, scores round r while round r+1 runs:
-  1. draw held-out pages with a fresh secret: no miner can know them in advance;
-  2. loss of θ_r on them, and of θ_r − s·Δ_i for each submission alone (s = `eval_scale`): the
-     improvement is Δ_i's score;
-  3. EMA of improvements per miner; every `weights_interval` rounds, weights on the chain;
-  4. outer step → θ_{r+1}, whose loss on fixed held-out pages is the run's validation loss.
+It follows θ exactly as miners do and scores round r as soon as it ends:
+  1. while round r runs, watch the DHT and note when each announcement first appears (copies come later);
+  2. gather, fetch and check every submission — signature (already at the DHT), registration, recipe,
+     round, size, hash, decoding, finiteness, base fingerprint, norm — and take the outer step over the
+     aggregation set it published for r → θ_{r+1}; then flag copies and replays;
+  3. for each survivor (a fair sample when there are too many): the loss improvement of θ_r − s·Δ_i on
+     held-out pages drawn with a secret no miner knows, and the proof of work on its assigned pages;
+  4. EMA of improvements;
+  5. publish θ_{r+1}'s checkpoint and the aggregation set for r+1; every few rounds, weights on chain;
+  6. commit everything to disk atomically, so `kill -9` at any moment loses nothing and counts nothing twice.
 """
 
 from __future__ import annotations
 
-import copy
+import hashlib
+import hmac
 import logging
 import os
+import random
+import time
+from pathlib import Path
 
 import torch
 
-from distrain.chain import ChainError
+from distrain.chain import ChainError, Metagraph
 from distrain.config import Recipe
 from distrain.node import Node, NodeOptions, Submission
 from distrain.training import fingerprint
 from distrain.training.outer import snapshot
+from distrain.training.state import encode_state, load_state
 from distrain.validation import ScoreBook
+from distrain.validation.copies import Sketcher, find_copies
+from distrain.validation.evaluate import Evaluator
+from distrain.validation.persistence import ValidatorStore, sketches_from_tensors, sketches_to_tensors
 
 log = logging.getLogger("distrain.validator")
+
+POLL_SECONDS = 0.25
+"""How often the DHT is read while a round runs, to timestamp announcements."""
 
 
 class Validator(Node):
     role = "validator"
 
-    def __init__(self, recipe: Recipe, options: NodeOptions):
+    def __init__(self, recipe: Recipe, options: NodeOptions, secret_file: str | None = None):
         super().__init__(recipe, options)
         self.cfg = recipe.validator
-        self.scores = ScoreBook(self.cfg.ema)
+        self.secret = _load_secret(Path(secret_file) if secret_file else self.out_dir / "secret")
+        self.evaluator = Evaluator(self.model, self.book)
+        self.sketch = Sketcher(self.shapes, seed=recipe.run.seed)
         self.val_pages = self.book.validation_pages(self.cfg.val_pages)
-        # A scratch copy on which each submission is applied alone, leaving θ_r untouched.
-        self.scratch = copy.deepcopy(self.model)
+        self.store = ValidatorStore(self.out_dir / "state")
+        self.scores = ScoreBook(self.cfg.ema)
+        self.evaluated: dict[str, int] = {}  # hotkey -> last round it was evaluated
+        self.helpful: dict[str, bool] = {}  # hotkey -> whether its last evaluated delta helped θ
+        self.members: list[str] | None = None  # aggregation set of the next round to run
+        self.sketches: dict[str, torch.Tensor] = {}  # hotkey -> sketch of its last accepted submission
+        self.next_round = 0
+        self._resume()
+
+    def _resume(self) -> None:
+        """Continue from the last committed round, if there is one."""
+        saved = self.store.load()
+        if saved is None:
+            return
+        state, checkpoint = saved
+        self.sketches = sketches_from_tensors(load_state(checkpoint, self.model, self.outer))
+        self.scores = ScoreBook(self.cfg.ema, state["scores"])
+        self.evaluated, self.helpful = state["evaluated"], state["helpful"]
+        self.members = state["members"]
+        self.next_round = state["round"] + 1
+        log.info("resumed after round %d from %s", state["round"], self.store.folder)
 
     def run(self) -> None:
-        clock = self.start_clock()
-        round_ = max(clock.round(), 0)
-        self.events.write({"round": round_ - 1, "val_loss": self.loss_on(self.model, self.val_pages)})
-        last = self.options.rounds
-        while last is None or round_ < last:
-            self.run_round(round_, clock)
-            round_ += 1
+        self.clock = self.start_clock()
+        if self.next_round == 0:
+            self.next_round = max(self.clock.round(), 0)
+            self.events.write(
+                {"round": self.next_round - 1, "val_loss": self.evaluator.loss(self.model, self.val_pages)}
+            )
+        self.publish_guidance(self.next_round)
+        while self.options.rounds is None or self.next_round < self.options.rounds:
+            self.run_round(self.next_round)
+            self.next_round += 1
 
-    def run_round(self, round_: int, clock) -> None:
+    def run_round(self, round_: int) -> None:
         base, base_fp = snapshot(self.model), fingerprint(self.model)
-        clock.sleep_until(clock.end(round_))
-        submissions = self.gather(round_, base_fp)
-        improvements = self.evaluate(base, submissions)
-        self.scores.update(improvements)
-        averaged = self.outer_step(base, submissions)
-        self.publish_fingerprint(round_ + 1)
-        weights = self.maybe_set_weights(round_)
+        announced, first_seen = self.watch(round_)
+        metagraph = self.chain.metagraph()
+        submissions = self.gather(round_, base_fp, announced)
+        # The outer step uses exactly the rule miners use (cheap checks + the published set) so that
+        # everyone lands on the same θ_{r+1}; copies and cheats leave the set from the next round on.
+        averaged = self.outer_step(base, submissions, set(self.members or ()))
+        self.flag_copies(submissions, first_seen)
+        results = self.evaluate(round_, base, submissions)
+        gains = {hotkey: result.get("score_gain", 0.0) for hotkey, result in results.items()}
+        skipped = {s.hotkey for s in submissions if s.reason is None and s.hotkey not in results}
+        self.scores.update(gains, registered=metagraph.hotkeys, skipped=skipped)
+        self.members = self.next_members(metagraph, round_)
+        val_loss = self.evaluator.loss(self.model, self.val_pages)
+        weights = self.maybe_set_weights(round_, metagraph)
+
+        self.store.audit(self.audit_records(round_, metagraph, submissions, first_seen, results, averaged))
+        self.store.commit(
+            round_,
+            {
+                "scores": self.scores.scores,
+                "evaluated": self.evaluated,
+                "helpful": self.helpful,
+                "members": self.members,
+            },
+            encode_state(self.model, self.outer, sketches_to_tensors(self.sketches)),
+        )
+        self.publish_guidance(round_ + 1)
         self.events.write(
             {
                 "round": round_,
-                "val_loss": self.loss_on(self.model, self.val_pages),
-                "averaged": averaged,
+                "val_loss": val_loss,
+                "averaged": len(averaged),
                 "submissions": {
-                    s.hotkey: {
-                        "reason": s.reason,
-                        "improvement": improvements.get(s.hotkey),
-                        "size": s.body.get("size"),
-                    }
-                    for s in submissions
+                    s.hotkey: {"reason": s.reason, **results.get(s.hotkey, {})} for s in submissions
                 },
                 "scores": dict(self.scores.scores),
                 "weights": weights,
+                "fingerprint": fingerprint(self.model),
             }
         )
 
-    @torch.no_grad()
-    def evaluate(self, base: dict[str, torch.Tensor], submissions: list[Submission]) -> dict[str, float]:
-        """Loss improvement of θ_r − s·Δ_i over θ_r on freshly drawn held-out pages; a rejected submission gets 0."""
-        pages = self.book.draw_heldout(self.cfg.eval_pages, secret=os.urandom(32))
-        self._load(base)
-        before = self.loss_on(self.scratch, pages)
-        improvements = {}
-        for submission in submissions:
-            if submission.delta is None:
-                improvements[submission.hotkey] = 0.0
-                continue
-            scale = self.cfg.eval_scale
-            self._load({name: base[name] - scale * submission.delta[name] for name in base})
-            improvements[submission.hotkey] = before - self.loss_on(self.scratch, pages)
-        return improvements
+    # -- 1. watching the round -------------------------------------------------------------------------
 
-    def _load(self, parameters: dict[str, torch.Tensor]) -> None:
-        for name, param in self.scratch.named_parameters():
-            param.copy_(parameters[name])
+    def watch(self, round_: int) -> tuple[dict[str, dict], dict[str, float]]:
+        """Read the round's announcements until it ends; return them and when each was first seen."""
+        announced: dict[str, dict] = {}
+        first_seen: dict[str, float] = {}
+        while True:
+            now = time.time()
+            for hotkey, record in self.peer.read(self.submission_key(round_)).items():
+                announced.setdefault(hotkey, record)
+                first_seen.setdefault(hotkey, now - self.clock.start(round_))
+            if now >= self.clock.end(round_):
+                return announced, first_seen
+            time.sleep(min(POLL_SECONDS, max(0.0, self.clock.end(round_) - now)))
 
-    def maybe_set_weights(self, round_: int) -> dict[str, float] | None:
-        """Every `weights_interval` rounds, normalised scores of registered miners go on chain."""
+    # -- 2. checks that compare submissions ---------------------------------------------------------
+
+    def flag_copies(self, submissions: list[Submission], first_seen: dict[str, float]) -> None:
+        """Reject copies of this round's earlier announcements and replays of anyone's earlier submission."""
+        current = {s.hotkey: self.sketch(s.delta) for s in submissions if s.delta is not None}
+        copies = find_copies(current, first_seen, self.sketches, self.cfg.copy_similarity)
+        for s in submissions:
+            if s.hotkey in copies:
+                s.reason, s.delta = copies[s.hotkey], None
+        self.sketches.update({h: sketch for h, sketch in current.items() if h not in copies})
+
+    # -- 3. evaluation -----------------------------------------------------------------------------
+
+    def evaluate(self, round_: int, base: dict, submissions: list[Submission]) -> dict[str, dict]:
+        """Losses of each sampled submission; `score_gain` is what its score moves toward."""
+        secret = hmac.new(self.secret, f"{self.recipe.run.run_id}|{round_}".encode(), hashlib.sha256).digest()
+        heldout = self.book.draw_heldout(self.cfg.eval_pages, secret)
+        randoms = self.book.random_train_pages(self.cfg.assignment_pages, secret)
+        before = {
+            "heldout": self.evaluator.loss_at(base, heldout),
+            "random": self.evaluator.loss_at(base, randoms),
+        }
+        results = {}
+        sampled = self.sample(submissions, secret)
+        for s in sampled:
+            own = self.own_pages(s.hotkey, round_, secret)
+            own_before = self.evaluator.loss_at(base, own)
+            heldout_gain = before["heldout"] - self.evaluator.loss_at(
+                base, heldout, s.delta, self.cfg.eval_scale
+            )
+            own_gain = own_before - self.evaluator.loss_at(base, own, s.delta)
+            random_gain = before["random"] - self.evaluator.loss_at(base, randoms, s.delta)
+            margin = own_gain - random_gain
+            if margin < self.cfg.assignment_margin:
+                s.reason = "wrong_data"
+            results[s.hotkey] = {
+                "heldout_gain": heldout_gain,
+                "own_gain": own_gain,
+                "random_gain": random_gain,
+                "score_gain": 0.0 if s.reason else heldout_gain,
+            }
+            self.evaluated[s.hotkey] = round_
+        self.judge_helpfulness(submissions, results)
+        return results
+
+    def judge_helpfulness(self, submissions: list[Submission], results: dict[str, dict]) -> None:
+        """Whether each miner's delta may enter the next average: it must help at least a tenth as much as
+        the round's median. Training on other pages cheats the payment, not the model: it may still help."""
+        gains = sorted(r["heldout_gain"] for r in results.values())
+        bar = 0.1 * gains[len(gains) // 2] if gains else 0.0
+        for s in submissions:
+            if s.hotkey in results:
+                ok = s.reason in (None, "wrong_data") and results[s.hotkey]["heldout_gain"] > max(bar, 0.0)
+                self.helpful[s.hotkey] = ok
+            elif s.reason is not None:
+                self.helpful[s.hotkey] = False
+
+    def sample(self, submissions: list[Submission], secret: bytes) -> list[Submission]:
+        """Everyone who passed the checks, or, beyond `max_evaluations`, the least recently evaluated first
+        (ties in an order no miner can predict)."""
+        eligible = [s for s in submissions if s.reason is None]
+        order = random.Random(secret).sample(eligible, len(eligible))
+        order.sort(key=lambda s: self.evaluated.get(s.hotkey, -1))
+        return order[: self.cfg.max_evaluations]
+
+    def own_pages(self, hotkey: str, round_: int, secret: bytes) -> list[int]:
+        """A secret subset of the pages `hotkey` was assigned in `round_`."""
+        assigned = self.book.assignment(hotkey, round_)
+        return sorted(random.Random(secret + hotkey.encode()).sample(assigned, self.cfg.assignment_pages))
+
+    # -- 4-5. guidance for miners and weights --------------------------------------------------------
+
+    def next_members(self, metagraph: Metagraph, round_: int) -> list[str]:
+        """Who may enter the next round's average: miners whose last judged delta helped, plus a few
+        never-judged newcomers (chosen by the secret, so nobody can queue-jump)."""
+        helpful = [h for h in metagraph.hotkeys if self.helpful.get(h)]
+        newcomers = [h for h in metagraph.hotkeys if h not in self.helpful and h != self.hotkey]
+        random.Random(self.secret + round_.to_bytes(8, "little")).shuffle(newcomers)
+        return sorted(helpful + newcomers[: self.cfg.newcomer_slots])
+
+    def publish_guidance(self, round_: int) -> None:
+        """θ_round's checkpoint (for peers that drifted or joined late) and the aggregation set of `round_`."""
+        state = encode_state(self.model, self.outer)
+        checkpoint = {
+            **self.record_body("checkpoint", round_),
+            "fp": fingerprint(self.model),
+            "sha256": self.peer.serve_payload(state),
+            "size": len(state),
+            "peer_id": self.peer.peer_id,
+        }
+        self.peer.publish(self.key(round_, "checkpoint"), self.keypair, checkpoint, self.ttl)
+        if self.members is not None:
+            members = {**self.record_body("aggregation", round_), "members": self.members}
+            self.peer.publish(self.key(round_, "aggregation"), self.keypair, members, self.ttl)
+
+    def maybe_set_weights(self, round_: int, metagraph: Metagraph) -> dict[str, float] | None:
+        """Every `weights_interval` rounds, normalised (capped, partly burned) scores go on chain."""
         if (round_ + 1) % self.cfg.weights_interval:
             return None
-        metagraph = self.chain.metagraph()
-        weights = self.scores.weights(metagraph.hotkeys)
+        burn_index = metagraph.uids.index(self.cfg.burn_uid) if self.cfg.burn_uid in metagraph.uids else 0
+        weights = self.scores.weights(metagraph.hotkeys, self.cfg.max_weight, self.cfg.burn, burn_index)
         if not any(weights):
             log.info("round %d: no miner has a positive score yet; weights not set", round_)
             return None
@@ -109,3 +253,51 @@ class Validator(Node):
             log.warning("round %d: weights rejected: %s", round_, error)
             return None
         return {h: w for h, w in zip(metagraph.hotkeys, weights) if w > 0}
+
+    # -- 6. the audit trail ------------------------------------------------------------------------
+
+    def audit_records(
+        self,
+        round_: int,
+        metagraph: Metagraph,
+        submissions: list[Submission],
+        first_seen: dict[str, float],
+        results: dict[str, dict],
+        averaged: list[str],
+    ) -> list[dict]:
+        """One record per registered miner: what it sent, every check, the losses, the score and why."""
+        by_hotkey = {s.hotkey: s for s in submissions}
+        records = []
+        for uid, hotkey in zip(metagraph.uids, metagraph.hotkeys):
+            if hotkey == self.hotkey:
+                continue
+            s = by_hotkey.get(hotkey)
+            records.append(
+                {
+                    "round": round_,
+                    "uid": uid,
+                    "hotkey": hotkey,
+                    "reason": "missing" if s is None else s.reason,
+                    "first_seen_s": first_seen.get(hotkey),
+                    "size": s.body.get("size") if s else None,
+                    **results.get(hotkey, {}),
+                    "averaged": hotkey in averaged,
+                    "score": self.scores.scores.get(hotkey, 0.0),
+                }
+            )
+        return records
+
+
+def _reject(submission: Submission, reason: str) -> None:
+    submission.reason, submission.delta = reason, None
+
+
+def _load_secret(path: Path) -> bytes:
+    """The validator's evaluation secret: random once, then kept, so a restarted validator draws the same
+    pages for a round it evaluates again (and miners never learn them in advance)."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "wb") as file:
+            file.write(os.urandom(32))
+    return path.read_bytes()

@@ -62,11 +62,17 @@ class ValidatorStore:
         if not self.audit_path.exists():
             return
         kept = [
-            line
-            for line in self.audit_path.read_text().splitlines()
-            if line.strip() and json.loads(line)["round"] <= committed_round
+            line for line in self.audit_path.read_text().splitlines() if _round_of(line) <= committed_round
         ]
         write_atomically(self.audit_path, "".join(line + "\n" for line in kept).encode())
+
+
+def _round_of(line: str) -> float:
+    """The round of an audit line; a line torn by a crash mid-write counts as uncommitted."""
+    try:
+        return json.loads(line)["round"]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        return float("inf")
 
 
 def sketches_to_tensors(sketches: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -1,0 +1,64 @@
+"""ScoreBook: the EMA of measured gains, who decays, who keeps, who is forgotten, and weights from scores."""
+
+from __future__ import annotations
+
+import pytest
+
+from distrain.validation import ScoreBook
+
+
+def test_scores_move_toward_each_rounds_gain_by_the_ema_factor():
+    book = ScoreBook(ema=0.3)
+    book.update({"a": 0.1, "b": -0.2}, registered=["a", "b"])
+    # From 0: 0.7·0 + 0.3·0.1; a negative gain counts as zero, never below.
+    assert book.scores == pytest.approx({"a": 0.03, "b": 0.0})
+    book.update({"a": 0.2, "b": 0.5}, registered=["a", "b"])
+    assert book.scores == pytest.approx({"a": 0.7 * 0.03 + 0.3 * 0.2, "b": 0.3 * 0.5})
+
+
+def test_registered_miners_without_a_gain_decay():
+    book = ScoreBook(ema=0.3, scores={"a": 0.5})
+    book.update({}, registered=["a"])
+    book.update({}, registered=["a"])
+    assert book.scores["a"] == pytest.approx(0.5 * 0.7 * 0.7)
+
+
+def test_skipped_miners_keep_their_score():
+    book = ScoreBook(ema=0.3, scores={"a": 0.5, "b": 0.5})
+    book.update({}, registered=["a", "b"], skipped={"a"})
+    assert book.scores == pytest.approx({"a": 0.5, "b": 0.35})
+
+
+def test_a_new_hotkey_on_a_uid_starts_from_zero():
+    book = ScoreBook(ema=0.3, scores={"old": 0.5})
+    book.update({"new": 0.1}, registered=["new"])  # the uid changed hands: "old" is no longer registered
+    assert book.scores == pytest.approx({"new": 0.03})
+
+
+def test_weights_are_normalised_scores():
+    book = ScoreBook(ema=0.3, scores={"a": 3.0, "b": 1.0})
+    assert book.weights(["a", "b", "stranger"]) == pytest.approx([0.75, 0.25, 0.0])
+
+
+def test_the_cap_hands_the_excess_to_the_others_in_proportion():
+    book = ScoreBook(ema=0.3, scores={"a": 6.0, "b": 3.0, "c": 1.0})
+    # 0.6 → 0.5; its 0.1 goes 3:1 to b and c.
+    assert book.weights(["a", "b", "c"], cap=0.5) == pytest.approx([0.5, 0.375, 0.125])
+
+
+def test_the_cap_holds_after_redistribution_too():
+    book = ScoreBook(ema=0.3, scores={"a": 0.5, "b": 0.3, "c": 0.2})
+    # a: 0.5 → 0.35 lifts b to 0.39, over the cap again; its 0.04 goes to c.
+    assert book.weights(["a", "b", "c"], cap=0.35) == pytest.approx([0.35, 0.35, 0.30])
+
+
+def test_burn_goes_to_its_uid_on_top_of_the_scaled_weights():
+    book = ScoreBook(ema=0.3, scores={"a": 6.0, "b": 3.0, "c": 1.0})
+    weights = book.weights(["a", "b", "c"], cap=0.5, burn=0.1, burn_index=2)
+    assert weights == pytest.approx([0.45, 0.3375, 0.1125 + 0.1])
+    assert sum(weights) == pytest.approx(1.0)
+
+
+def test_nothing_is_set_or_burned_while_nobody_has_earned():
+    book = ScoreBook(ema=0.3, scores={"a": 0.0})
+    assert book.weights(["a", "b"], burn=0.5) == [0.0, 0.0]
