@@ -23,6 +23,7 @@ from distrain.data import PageBook, load_corpus
 from distrain.models import build_model
 from distrain.network import FetchError, Peer, round_key
 from distrain.training import OuterOptimizer, aggregate, fingerprint, fingerprints_match
+from distrain.training.outer import global_norm
 from distrain.validation import check_announcement, check_delta
 
 log = logging.getLogger("distrain")
@@ -169,10 +170,22 @@ class Node:
         metagraph = self.chain.metagraph()
         if announced is None:
             announced = self.peer.read(self.submission_key(round_))
-        return [
+        submissions = [
             self._receive(hotkey, announced[hotkey], round_, metagraph, base_fp)
             for hotkey in sorted(announced)
         ]
+        self._reject_norm_outliers(submissions)
+        return submissions
+
+    def _reject_norm_outliers(self, submissions: list[Submission]) -> None:
+        """A delta far above the round's median norm is an attack, not an update to clip."""
+        norms = {s.hotkey: global_norm(s.delta) for s in submissions if s.delta is not None}
+        if not norms:
+            return
+        median = float(torch.tensor(list(norms.values())).median())
+        for s in submissions:
+            if s.delta is not None and norms[s.hotkey] > self.recipe.outer.max_norm_ratio * median:
+                s.reason, s.delta = "norm_outlier", None
 
     def _receive(
         self, hotkey: str, body: dict, round_: int, metagraph: Metagraph, base_fp: list[float]

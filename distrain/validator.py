@@ -7,7 +7,7 @@ It follows θ exactly as miners do and scores round r as soon as it ends:
      aggregation set it published for r → θ_{r+1}; then flag copies and replays;
   3. for each survivor (a fair sample when there are too many): the loss improvement of θ_r − s·Δ_i on
      held-out pages drawn with a secret no miner knows, and the proof of work on its assigned pages;
-  4. EMA of improvements;
+  4. EMA of each miner's share of the round's improvement;
   5. publish θ_{r+1}'s checkpoint and the aggregation set for r+1; every few rounds, weights on chain;
   6. commit everything to disk atomically, so `kill -9` at any moment loses nothing and counts nothing twice.
 """
@@ -95,7 +95,7 @@ class Validator(Node):
         averaged = self.outer_step(base, submissions, set(self.members or ()))
         self.flag_copies(submissions, first_seen)
         results = self.evaluate(round_, base, submissions)
-        gains = {hotkey: result.get("score_gain", 0.0) for hotkey, result in results.items()}
+        gains = _shares({hotkey: result["score_gain"] for hotkey, result in results.items()})
         skipped = {s.hotkey for s in submissions if s.reason is None and s.hotkey not in results}
         self.scores.update(gains, registered=metagraph.hotkeys, skipped=skipped)
         self.members = self.next_members(metagraph, round_)
@@ -157,7 +157,7 @@ class Validator(Node):
     # -- 3. evaluation -----------------------------------------------------------------------------
 
     def evaluate(self, round_: int, base: dict, submissions: list[Submission]) -> dict[str, dict]:
-        """Losses of each sampled submission; `score_gain` is what its score moves toward."""
+        """Losses of each sampled submission; `score_gain` is the improvement its score is based on."""
         secret = hmac.new(self.secret, f"{self.recipe.run.run_id}|{round_}".encode(), hashlib.sha256).digest()
         heldout = self.book.draw_heldout(self.cfg.eval_pages, secret)
         randoms = self.book.random_train_pages(self.cfg.assignment_pages, secret)
@@ -290,6 +290,16 @@ class Validator(Node):
 
 def _reject(submission: Submission, reason: str) -> None:
     submission.reason, submission.delta = reason, None
+
+
+def _shares(gains: dict[str, float]) -> dict[str, float]:
+    """Each miner's share of the round's total (positive) improvement.
+
+    Improvements shrink by orders of magnitude as training goes on; scoring shares gives every round the
+    same say in the moving average, so one large early gain cannot outweigh many later ones.
+    """
+    total = sum(max(0.0, gain) for gain in gains.values())
+    return {hotkey: max(0.0, gain) / total if total > 0 else 0.0 for hotkey, gain in gains.items()}
 
 
 def _load_secret(path: Path) -> bytes:
