@@ -41,15 +41,14 @@ BUSY_TIMEOUT_S = 30.0
 
 
 @dataclass(frozen=True)
-class SubnetParams:
-    """Hyperparameters of a local subnet, fixed when its file is created."""
+class SubnetParams(YumaParams):
+    """Hyperparameters of a local subnet, fixed when its file is created: the consensus ones of
+    ``YumaParams`` plus the chain's weight rules, clock and emission."""
 
     tempo: int = 10
     """Blocks between epochs."""
     block_seconds: float = 1.0
     """Wall-clock seconds per block (the real chain uses 12; local swarms go faster)."""
-    max_validators: int = 64
-    """How many of the top stake holders get a validator permit."""
     min_allowed_weights: int = 1
     """Fewest non-zero weights a validator must set (capped at the number of neurons)."""
     max_weight_limit: int = U16_MAX
@@ -58,20 +57,6 @@ class SubnetParams:
     """Blocks a validator must wait between two accepted ``set_weights``."""
     weights_version: int = 0
     """Lowest ``version_key`` accepted by ``set_weights``."""
-    kappa: float = 0.5
-    """Stake fraction that must support a weight for Yuma consensus to keep it."""
-    bonds_moving_avg: float = 0.9
-    """Weight of the previous bonds in the bonds EMA (0.9 means 10% of each epoch's new bonds)."""
-    bonds_penalty: float = 1.0
-    """0: bonds are bought with the raw weights; 1: with the weights clipped to consensus."""
-    liquid_alpha: bool = False
-    """Yuma3 only: each bond's EMA rate moves between ``alpha_low`` and ``alpha_high``."""
-    alpha_low: float = 0.7
-    """Liquid alpha's slowest EMA rate."""
-    alpha_high: float = 0.9
-    """Liquid alpha's fastest EMA rate."""
-    alpha_steepness: float = 1000.0
-    """Liquid alpha's sigmoid steepness, in the chain's units (the sigmoid uses steepness / 100)."""
     emission_per_block: float = 1.0
     """Tokens emitted to the subnet per block."""
     owner_cut: float = 0.18
