@@ -13,6 +13,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from distrain.files import write_atomically
+
 BLOCK_SECONDS = 12.0
 """Seconds per block on Bittensor networks."""
 
@@ -88,9 +90,7 @@ class BlockClock:
 
 def write_genesis(path: Path, genesis: float) -> None:
     """Publish a genesis atomically: readers never see a half-written file."""
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"genesis": genesis}))
-    tmp.replace(path)
+    write_atomically(path, json.dumps({"genesis": genesis}))
 
 
 def wait_for_genesis(path: Path, timeout: float) -> float:

@@ -30,8 +30,6 @@ log = logging.getLogger("distrain.miner")
 
 
 class Miner(Node):
-    role = "miner"
-
     def __init__(self, recipe: Recipe, options: NodeOptions, behaviour: str = "honest"):
         if behaviour not in BEHAVIOURS:
             raise NodeError(f"unknown miner behaviour '{behaviour}', expected one of {sorted(BEHAVIOURS)}")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +19,7 @@ from distrain.clock import RoundClock, wait_for_genesis
 from distrain.compression import PayloadError, decode_payload
 from distrain.config import Recipe
 from distrain.data import PageBook, load_corpus
+from distrain.files import append_jsonl
 from distrain.models import build_model
 from distrain.network import FetchError, Peer, round_key
 from distrain.training import OuterOptimizer, aggregate, fingerprint, fingerprints_match
@@ -81,16 +81,11 @@ class EventLog:
         self.path = path
 
     def write(self, record: dict) -> None:
-        with self.path.open("a") as file:
-            file.write(json.dumps({"time": time.time(), **record}) + "\n")
-            file.flush()
-            os.fsync(file.fileno())
+        append_jsonl(self.path, [{"time": time.time(), **record}])
 
 
 class Node:
     """A participant of a run: everything a miner and a validator both need."""
-
-    role = "node"
 
     def __init__(self, recipe: Recipe, options: NodeOptions):
         self.recipe, self.options = recipe, options

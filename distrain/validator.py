@@ -42,8 +42,6 @@ POLL_SECONDS = 0.25
 
 
 class Validator(Node):
-    role = "validator"
-
     def __init__(self, recipe: Recipe, options: NodeOptions, secret_file: str | None = None):
         super().__init__(recipe, options)
         self.cfg = recipe.validator
@@ -113,7 +111,7 @@ class Validator(Node):
             },
             encode_state(self.model, self.outer, sketches_to_tensors(self.sketches)),
         )
-        self.publish_guidance(round_ + 1)
+        fp = self.publish_guidance(round_ + 1)
         self.events.write(
             {
                 "round": round_,
@@ -124,7 +122,7 @@ class Validator(Node):
                 },
                 "scores": dict(self.scores.scores),
                 "weights": weights,
-                "fingerprint": fingerprint(self.model),
+                "fingerprint": fp,
             }
         )
 
@@ -223,12 +221,13 @@ class Validator(Node):
         random.Random(self.secret + round_.to_bytes(8, "little")).shuffle(newcomers)
         return sorted(helpful + newcomers[: self.cfg.newcomer_slots])
 
-    def publish_guidance(self, round_: int) -> None:
-        """θ_round's checkpoint (for peers that drifted or joined late) and the aggregation set of `round_`."""
-        state = encode_state(self.model, self.outer)
+    def publish_guidance(self, round_: int) -> list[float]:
+        """θ_round's checkpoint (for peers that drifted or joined late) and the aggregation set of `round_`;
+        returns θ_round's fingerprint."""
+        state, fp = encode_state(self.model, self.outer), fingerprint(self.model)
         checkpoint = {
             **self.record_body("checkpoint", round_),
-            "fp": fingerprint(self.model),
+            "fp": fp,
             "sha256": self.peer.serve_payload(state),
             "size": len(state),
             "peer_id": self.peer.peer_id,
@@ -237,6 +236,7 @@ class Validator(Node):
         if self.members is not None:
             members = {**self.record_body("aggregation", round_), "members": self.members}
             self.peer.publish(self.key(round_, "aggregation"), self.keypair, members, self.ttl)
+        return fp
 
     def maybe_set_weights(self, round_: int, metagraph: Metagraph) -> dict[str, float] | None:
         """Every `weights_interval` rounds, normalised (capped, partly burned) scores go on chain."""

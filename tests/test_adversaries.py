@@ -42,7 +42,9 @@ def test_honest_miners_earn_and_cheats_do_not(attacked):
 
 def test_the_validator_never_died_and_named_every_rejection(attacked):
     out, summary = attacked
-    audit = [json.loads(line) for line in (out / "validator-0" / "state" / "audit.jsonl").read_text().splitlines()]
+    audit = [
+        json.loads(line) for line in (out / "validator-0" / "state" / "audit.jsonl").read_text().splitlines()
+    ]
     assert {r["round"] for r in audit} == set(range(8))
     roles = {m["hotkey"]: m["role"] for m in summary["miners"]}
     reasons = {roles[r["hotkey"]]: set() for r in audit}

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import signal
 import sys
-import tempfile
 import threading
 from collections.abc import Iterator
 
+from distrain.files import write_atomically
 from distrain.network.errors import NetworkError
 from distrain.network.peer import Peer, listen_maddr
 
@@ -38,7 +37,8 @@ def run_bootstrap(
         for maddr in peer.maddrs:
             print(maddr, flush=True)
         if maddrs_file is not None:
-            _write_atomically(maddrs_file, "".join(f"{maddr}\n" for maddr in peer.maddrs))
+            # Readers poll for the file: they must see either nothing or every line.
+            write_atomically(maddrs_file, "".join(f"{maddr}\n" for maddr in peer.maddrs))
         stop_event.wait()
 
 
@@ -56,19 +56,6 @@ def _stop_on_signals(event: threading.Event) -> Iterator[None]:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-
-
-def _write_atomically(path: str, text: str) -> None:
-    # Readers poll for the file: they must see either nothing or every line, never a partial write.
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp_path = tempfile.mkstemp(dir=directory, prefix=".maddrs-")
-    try:
-        with os.fdopen(fd, "w") as tmp:
-            tmp.write(text)
-        os.replace(tmp_path, path)
-    except BaseException:
-        os.unlink(tmp_path)
-        raise
 
 
 def add_dht_command(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:

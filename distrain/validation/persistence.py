@@ -9,20 +9,11 @@ the committed round on load, so a round that was evaluated but not committed is 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import torch
 
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write to a temporary name, flush to disk, then rename over `path` (atomic on POSIX)."""
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("wb") as file:
-        file.write(data)
-        file.flush()
-        os.fsync(file.fileno())
-    tmp.replace(path)
+from distrain.files import append_jsonl, write_atomically
 
 
 class ValidatorStore:
@@ -53,10 +44,7 @@ class ValidatorStore:
         return state, checkpoint
 
     def audit(self, records: list[dict]) -> None:
-        with self.audit_path.open("a") as file:
-            file.writelines(json.dumps(record) + "\n" for record in records)
-            file.flush()
-            os.fsync(file.fileno())
+        append_jsonl(self.audit_path, records)
 
     def _truncate_audit(self, committed_round: int) -> None:
         if not self.audit_path.exists():

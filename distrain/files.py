@@ -1,0 +1,36 @@
+"""Crash-safe file writes shared by every role: readers never see half a file or half a record."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+
+def write_atomically(path: str | Path, data: bytes | str) -> None:
+    """Write to a unique temporary file beside `path`, flush it to disk, then rename it over `path`.
+
+    The rename is atomic on POSIX: a reader (or a restart after `kill -9`) finds the old file or the
+    new one, never a mix; a failed write leaves no temporary file behind.
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as file:
+            file.write(data.encode() if isinstance(data, str) else data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def append_jsonl(path: str | Path, records: Iterable[dict]) -> None:
+    """Append one JSON line per record and flush them to disk before returning."""
+    with Path(path).open("a") as file:
+        file.writelines(json.dumps(record) + "\n" for record in records)
+        file.flush()
+        os.fsync(file.fileno())
