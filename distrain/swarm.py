@@ -264,7 +264,7 @@ class Swarm:
             return f"start      | val loss {event['val_loss']:.3f} | {len(self.members)} peers ready"
         elapsed = time.time() - self.genesis
         change = (event["val_loss"] - self.initial_loss) / self.initial_loss
-        sent = self._bytes_sent(event["round"])
+        sent = self._bytes_sent_per_round().get(event["round"], 0.0)
         names = {m.hotkey: m.name.replace("miner-", "m") for m in self.members if m.role != "validator"}
         scores = " ".join(f"{names[h]}={s:.3f}" for h, s in sorted(event["scores"].items()) if h in names)
         return (
@@ -272,10 +272,13 @@ class Swarm:
             f"| {sent / 1e6:.2f} MB sent/miner | averaged {event['averaged']} | {elapsed:.0f} s | scores {scores}"
         )
 
-    def _bytes_sent(self, round_: int) -> float:
+    def _bytes_sent_per_round(self) -> dict[int, float]:
+        """Mean bytes each miner uploaded, by round (every miner's events read once)."""
         miners = [m for m in self.members if m.role != "validator"]
-        sent = [e["bytes_sent"] for m in miners for e in m.events() if e["round"] == round_]
-        return sum(sent) / max(len(miners), 1)
+        totals: dict[int, float] = {}
+        for event in (e for m in miners for e in m.events()):
+            totals[event["round"]] = totals.get(event["round"], 0.0) + event["bytes_sent"]
+        return {round_: total / len(miners) for round_, total in totals.items()}
 
     # -- finish ----------------------------------------------------------------------------------
 
@@ -290,6 +293,7 @@ class Swarm:
         validator_uids = [metagraph.uid_of(m.hotkey) for m in self.members if m.role == "validator"]
         weight_of = _stake_weighted_rows(rows, {uid: metagraph.stake[uid] for uid in validator_uids})
         final_scores = validator_events[-1]["scores"] if validator_events else {}
+        sent = self._bytes_sent_per_round()
         summary = {
             "run_id": self.recipe.run.run_id,
             "recipe_hash": self.recipe.hash(),
@@ -299,7 +303,7 @@ class Swarm:
                 {
                     "round": e["round"],
                     "val_loss": e["val_loss"],
-                    "bytes_sent_per_miner": self._bytes_sent(e["round"]),
+                    "bytes_sent_per_miner": sent.get(e["round"], 0.0),
                     "averaged": e["averaged"],
                 }
                 for e in validator_events

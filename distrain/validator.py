@@ -47,7 +47,7 @@ class Validator(Node):
         self.cfg = recipe.validator
         self.secret = _load_secret(Path(secret_file) if secret_file else self.out_dir / "secret")
         self.evaluator = Evaluator(self.model, self.book)
-        self.sketch = Sketcher(self.shapes, seed=recipe.run.seed)
+        self.sketcher = Sketcher(self.shapes, seed=recipe.run.seed)
         self.val_pages = self.book.validation_pages(self.cfg.val_pages)
         self.store = ValidatorStore(self.out_dir / "state")
         self.scores = ScoreBook(self.cfg.ema)
@@ -145,7 +145,7 @@ class Validator(Node):
 
     def flag_copies(self, submissions: list[Submission], first_seen: dict[str, float]) -> None:
         """Reject copies of this round's earlier announcements and replays of anyone's earlier submission."""
-        current = {s.hotkey: self.sketch(s.delta) for s in submissions if s.delta is not None}
+        current = {s.hotkey: self.sketcher(s.delta) for s in submissions if s.delta is not None}
         copies = find_copies(current, first_seen, self.sketches, self.cfg.copy_similarity)
         for s in submissions:
             if s.hotkey in copies:
