@@ -168,11 +168,18 @@ class ChainConfig:
     """Which chain pays the miners (not part of the recipe hash)."""
 
     backend: str = "local"
-    """`local` (the embedded simulated subnet in a SQLite file)."""
+    """`local` (the embedded simulated subnet in a SQLite file) or `bittensor` (through the SDK)."""
     path: str = "chain.sqlite"
-    """Local backend: the subnet's state file."""
+    """The local subnet's state file (with `bittensor` and no `network`: the SDK runs against this file)."""
+    network: str = ""
+    """`bittensor` backend: `finney`, `test`, `local` or a `ws://` URL; rounds then follow its blocks."""
     netuid: int = 1
     """Subnet id."""
+
+    def connection(self) -> dict:
+        """Keyword arguments of `distrain.chain.open_chain` for this section."""
+        where = {"network": self.network} if self.network else {"path": self.path}
+        return {"backend": self.backend, "netuid": self.netuid, **where}
 
 
 @dataclass
@@ -237,6 +244,8 @@ class Recipe:
         for key, ok in checks:
             if not ok:
                 raise RecipeError(f"recipe key '{key}' has an invalid value: {_get(self, key)!r}")
+        if self.chain.network and self.chain.backend != "bittensor":
+            raise RecipeError("recipe key 'chain.network' needs 'chain.backend: bittensor'")
         if self.model.arch == "tiny-gpt" and self.model.d_model % self.model.n_heads:
             raise RecipeError("recipe key 'model.d_model' must be a multiple of 'model.n_heads'")
 

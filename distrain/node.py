@@ -15,7 +15,8 @@ from pathlib import Path
 import torch
 
 from distrain.chain import Metagraph, check_signer, load_hotkey, open_chain
-from distrain.clock import RoundClock, wait_for_genesis
+from distrain.chain.cache import MetagraphCache
+from distrain.clock import BlockClock, RoundClock, wait_for_genesis
 from distrain.compression import PayloadError, decode_payload
 from distrain.config import Recipe
 from distrain.data import PageBook, load_corpus
@@ -94,8 +95,9 @@ class Node:
         self.events = EventLog(self.out_dir / "events.jsonl")
         self.keypair = load_hotkey(options.wallet_path, options.wallet_name, options.wallet_hotkey)
         self.hotkey = self.keypair.ss58_address
-        self.chain = open_chain(recipe.chain.backend, path=recipe.chain.path, netuid=recipe.chain.netuid)
-        if self.chain.metagraph().uid_of(self.hotkey) is None:
+        self.chain = open_chain(**recipe.chain.connection())
+        self.metagraph = MetagraphCache(self.chain)
+        if self.metagraph.get().uid_of(self.hotkey) is None:
             raise NodeError(f"hotkey {self.hotkey} is not registered on netuid {recipe.chain.netuid}")
         self.book = PageBook(load_corpus(recipe.data), recipe.data, recipe.run.seed, recipe.model.context)
         self.model = build_model(recipe.model, recipe.run.seed)
@@ -108,9 +110,13 @@ class Node:
 
     # -- lifecycle -----------------------------------------------------------------------------------
 
-    def start_clock(self) -> RoundClock:
-        """Announce readiness (for a swarm) and wait until the run's genesis is known."""
+    def start_clock(self) -> RoundClock | BlockClock:
+        """Announce readiness (for a swarm); rounds follow the chain's blocks where it has a block clock,
+        else the wall clock from the run's genesis, which this waits for."""
         (self.out_dir / "ready").write_text(json.dumps({"hotkey": self.hotkey, "peer_id": self.peer.peer_id}))
+        block_clock = self.chain.round_clock(self.recipe.run.round_seconds)
+        if block_clock is not None:
+            return block_clock
         genesis = self.options.genesis
         if genesis is None:
             if not self.options.genesis_file:
@@ -162,7 +168,7 @@ class Node:
         self, round_: int, base_fp: list[float], announced: dict[str, dict] | None = None
     ) -> list[Submission]:
         """Every announced submission of the round, fetched and checked, in hotkey order."""
-        metagraph = self.chain.metagraph()
+        metagraph = self.metagraph.get()
         if announced is None:
             announced = self.peer.read(self.submission_key(round_))
         submissions = [
@@ -242,7 +248,7 @@ class Node:
         Only permitted, staked validators may steer training (aggregation sets, checkpoints); a record
         from anyone else is ignored, however well signed.
         """
-        metagraph = self.chain.metagraph()
+        metagraph = self.metagraph.get()
         candidates = [
             (metagraph.stake[metagraph.uid_of(hotkey)], hotkey, record)
             for hotkey, record in self.peer.read(self.key(round_, kind)).items()

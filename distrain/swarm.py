@@ -22,7 +22,7 @@ import yaml
 
 from distrain.chain import LocalChain, SubnetParams, create_wallet
 from distrain.clock import write_genesis
-from distrain.config import Recipe
+from distrain.config import Recipe, RecipeError
 
 VALIDATOR_STAKE = 1000.0
 
@@ -126,6 +126,8 @@ class Swarm:
     """Everything one local swarm run owns."""
 
     def __init__(self, recipe: Recipe, options: SwarmOptions):
+        if recipe.chain.network:
+            raise RecipeError("a local swarm runs its own chain: leave 'chain.network' empty")
         self.options = options
         self.out = Path(options.out_dir).resolve()
         self.out.mkdir(parents=True, exist_ok=True)
@@ -259,7 +261,7 @@ class Swarm:
             time.sleep(0.3)
 
     def _progress_line(self, event: dict) -> str:
-        if event["round"] < 0:
+        if event.get("initial"):
             self.initial_loss = event["val_loss"]
             return f"start      | val loss {event['val_loss']:.3f} | {len(self.members)} peers ready"
         elapsed = time.time() - self.genesis
@@ -285,7 +287,7 @@ class Swarm:
     def summarise(self) -> dict:
         from distrain.plots import plot_swarm
 
-        validator_events = [e for e in self.members[0].events() if e["round"] >= 0]
+        validator_events = [e for e in self.members[0].events() if not e.get("initial")]
         with LocalChain(self.recipe.chain.path, netuid=self.recipe.chain.netuid) as chain:
             chain.run_epoch()  # turn the last weights into incentive now rather than at the next tempo
             metagraph = chain.metagraph()

@@ -76,7 +76,11 @@ class Validator(Node):
         if self.next_round == 0:
             self.next_round = max(self.clock.round(), 0)
             self.events.write(
-                {"round": self.next_round - 1, "val_loss": self.evaluator.loss(self.model, self.val_pages)}
+                {
+                    "round": self.next_round - 1,
+                    "initial": True,
+                    "val_loss": self.evaluator.loss(self.model, self.val_pages),
+                }
             )
         self.publish_guidance(self.next_round)
         while self.options.rounds is None or self.next_round < self.options.rounds:
@@ -86,7 +90,7 @@ class Validator(Node):
     def run_round(self, round_: int) -> None:
         base, base_fp = snapshot(self.model), fingerprint(self.model)
         announced, first_seen = self.watch(round_)
-        metagraph = self.chain.metagraph()
+        metagraph = self.metagraph.get()
         submissions = self.gather(round_, base_fp, announced)
         # The outer step uses exactly the rule miners use (cheap checks + the published set) so that
         # everyone lands on the same θ_{r+1}; copies and cheats leave the set from the next round on.
@@ -250,7 +254,13 @@ class Validator(Node):
         try:
             self.chain.set_weights(self.keypair, metagraph.uids, weights)
         except ChainError as error:
-            log.warning("round %d: weights rejected: %s", round_, error)
+            retry = round_ + self.cfg.weights_interval
+            log.warning(
+                "round %d: the chain refused the weights (%s); trying again after round %d",
+                round_,
+                error,
+                retry,
+            )
             return None
         return {h: w for h, w in zip(metagraph.hotkeys, weights) if w > 0}
 

@@ -5,6 +5,8 @@ from dataclasses import dataclass
 
 from bittensor import sp_core
 
+from distrain.clock import BlockClock
+
 
 class ChainError(Exception):
     """A chain operation failed; the message is one line meant for the user."""
@@ -162,6 +164,11 @@ class Chain(ABC):
     def verify(self, hotkey_ss58: str, message: bytes, signature: bytes) -> bool:
         """True if ``signature`` is ``hotkey_ss58``'s sr25519 signature of ``message``."""
         return verify_signature(hotkey_ss58, message, signature)
+
+    def round_clock(self, round_seconds: float) -> BlockClock | None:
+        """A round clock read from this chain's blocks, or None where rounds follow the wall clock from a
+        run's genesis (the local chain, whose blocks are themselves wall-clock time)."""
+        return None
 
     @abstractmethod
     def close(self) -> None:

@@ -16,6 +16,8 @@ from pathlib import Path
 import bittensor as bt
 from bittensor import ErrorCode
 
+from distrain.clock import BLOCK_SECONDS, BlockClock
+
 from .base import SUBTENSOR_ERRORS, Chain, ChainError, Metagraph, WeightsRejected
 from .local import LocalChain
 from .local_substrate import RAO_PER_UNIT, LocalSubstrate
@@ -80,6 +82,11 @@ class BittensorChain(Chain):
             if self._local is not None:
                 self._local.close()
             raise ChainError(str(e)) from e
+
+    def round_clock(self, round_seconds: float) -> BlockClock:
+        """Rounds of `round_seconds` counted in this chain's blocks: `round = block // blocks_per_round`."""
+        block_seconds = self._local.params.block_seconds if self._local is not None else BLOCK_SECONDS
+        return BlockClock(self.block, max(1, round(round_seconds / block_seconds)), block_seconds)
 
     def block(self) -> int:
         with _sdk_errors(f"cannot read the block number from {self.network}"):

@@ -16,6 +16,7 @@ import asyncio
 import errno
 import ipaddress
 import socket
+import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -32,6 +33,9 @@ from distrain.network.transport import PayloadServer, fetch_payload
 from distrain.network.validator import HotkeyRecordValidator, check_entry, key_id
 
 DEFAULT_HOST_MADDRS = ("/ip4/127.0.0.1/tcp/0",)
+FETCH_ATTEMPTS = 2
+RETRIED = ("hash_mismatch", "unreachable")
+"""Fetch failures that may be transient, and so are tried again once."""
 
 
 class Peer:
@@ -217,13 +221,25 @@ class Peer:
             if len(data) > max_bytes:
                 raise FetchError("oversized", f"{len(data)} bytes, the limit is {max_bytes}")
             return data
-        try:
-            # The margin lets fetch_payload's own timeout fire first, with its more precise reason.
-            data = self._loop.run(
-                fetch_payload(self._p2p, peer_id, sha256, max_bytes, timeout), timeout + 5.0
-            )
-        except TimeoutError:
-            raise FetchError("timeout", f"no complete payload from {peer_id} within {timeout:g} s") from None
+        deadline, attempt = time.monotonic() + timeout, 1
+        while True:
+            remaining = deadline - time.monotonic()
+            try:
+                # The margin lets fetch_payload's own timeout fire first, with its more precise reason.
+                data = self._loop.run(
+                    fetch_payload(self._p2p, peer_id, sha256, max_bytes, remaining), remaining + 5.0
+                )
+                break
+            except TimeoutError:
+                raise FetchError(
+                    "timeout", f"no complete payload from {peer_id} within {timeout:g} s"
+                ) from None
+            except FetchError as error:
+                # Under load, a stream sometimes breaks or delivers damaged bytes (seen on loopback with
+                # many peers): ask once more while time remains. A lying peer costs one extra fetch.
+                if error.reason not in RETRIED or attempt == FETCH_ATTEMPTS or remaining < 1.0:
+                    raise
+                attempt += 1
         self.bytes_fetched += len(data)
         return data
 
