@@ -11,7 +11,7 @@ def test_swarm_through_the_bittensor_sdk(tmp_path):
         sys.executable, "-m", "distrain", "swarm", "--chain.backend", "bittensor",
         "--miners", "2", "--freeriders", "1", "--rounds", "4", "--out", str(tmp_path),
         "--run.round_seconds", "8", "--inner.steps", "10", "--data.max_corpus_mb", "2",
-        "--data.pages_per_round", "8", "--validator.assignment_pages", "8",
+        "--data.pages_per_round", "4", "--validator.assignment_pages", "4",
     ]  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True, timeout=240)
     assert result.returncode == 0, result.stdout + result.stderr

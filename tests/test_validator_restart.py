@@ -33,8 +33,8 @@ def restarted_swarm(tmp_path_factory):
             "run.round_seconds": str(ROUND_SECONDS),
             "inner.steps": "10",
             "data.max_corpus_mb": "2",
-            "data.pages_per_round": "8",
-            "validator.assignment_pages": "8",
+            "data.pages_per_round": "4",
+            "validator.assignment_pages": "4",
         },
     )
     options = SwarmOptions(
