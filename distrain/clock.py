@@ -44,23 +44,32 @@ class RoundClock:
 class BlockClock:
     """Round `r` spans blocks `[r·blocks_per_round, (r+1)·blocks_per_round)` of the chain.
 
-    ``block`` reads the chain's current block (e.g. ``chain.block``). Wall times are estimates: the last
+    ``block`` reads the chain's current block (e.g. ``chain.block``), or returns None while the chain cannot
+    be read: the clock then runs on its estimate until the chain answers again. Wall times are estimates: the last
     block read is taken to have started when it was read, and each later block ``block_seconds`` after.
     That errs late by under a block, so ``sleep_until`` seldom wakes before the chain gets there; when it
     does (slow blocks), it keeps sleeping until the chain has reached the block it waited for.
     """
 
-    def __init__(self, block: Callable[[], int], blocks_per_round: int, block_seconds: float = BLOCK_SECONDS):
+    def __init__(
+        self, block: Callable[[], int | None], blocks_per_round: int, block_seconds: float = BLOCK_SECONDS
+    ):
         if blocks_per_round < 1:
             raise ValueError("blocks_per_round must be at least 1")
         self._read_block = block
         self.blocks_per_round, self.block_seconds = blocks_per_round, block_seconds
-        self._sync()
+        first = block()
+        if first is None:
+            raise ValueError("the chain's block cannot be read")
+        self._anchor_block, self._anchor_time = first, time.time()
 
     def _sync(self) -> int:
-        """Read the chain's block and re-anchor the estimates on it."""
-        self._anchor_block, self._anchor_time = self._read_block(), time.time()
-        return self._anchor_block
+        """Read the chain's block and re-anchor the estimates on it (keep the estimate if it cannot be read)."""
+        block = self._read_block()
+        if block is None:
+            return self._block_at(time.time())
+        self._anchor_block, self._anchor_time = block, time.time()
+        return block
 
     def _block_at(self, moment: float) -> int:
         """The block estimated to be current at wall time ``moment``."""

@@ -10,6 +10,7 @@ Weights go through the SDK's ``SetWeights`` intent, which conforms them to the s
 subnet has it on. Registration and staking spend the coldkey's TAO: they are left to ``btcli``.
 """
 
+import logging
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -21,6 +22,8 @@ from distrain.clock import BLOCK_SECONDS, BlockClock
 from .base import SUBTENSOR_ERRORS, Chain, ChainError, Metagraph, WeightsRejected
 from .local import LocalChain
 from .local_substrate import RAO_PER_UNIT, LocalSubstrate
+
+log = logging.getLogger("distrain.chain")
 
 _REASONS = {name: reason for reason, name in SUBTENSOR_ERRORS.items()}
 """``WeightsRejected`` reason of each subtensor error."""
@@ -86,7 +89,15 @@ class BittensorChain(Chain):
     def round_clock(self, round_seconds: float) -> BlockClock:
         """Rounds of `round_seconds` counted in this chain's blocks: `round = block // blocks_per_round`."""
         block_seconds = self._local.params.block_seconds if self._local is not None else BLOCK_SECONDS
-        return BlockClock(self.block, max(1, round(round_seconds / block_seconds)), block_seconds)
+        return BlockClock(self._block_or_none, max(1, round(round_seconds / block_seconds)), block_seconds)
+
+    def _block_or_none(self) -> int | None:
+        """The block, or None during an outage: the round clock then runs on its estimate."""
+        try:
+            return self.block()
+        except ChainError as error:
+            log.warning("%s; the round clock continues on its estimate", error)
+            return None
 
     def block(self) -> int:
         with _sdk_errors(f"cannot read the block number from {self.network}"):

@@ -53,3 +53,25 @@ def test_sleep_until_waits_for_the_chain():
 def test_blocks_per_round_must_be_positive():
     with pytest.raises(ValueError, match="blocks_per_round"):
         BlockClock(Blocks(), blocks_per_round=0)
+
+
+def test_an_outage_leaves_the_clock_on_its_estimate():
+    blocks = Blocks(block=25)
+    clock = BlockClock(lambda: blocks(), blocks_per_round=10, block_seconds=0.05)
+    blocks.block = None  # the chain stops answering
+    assert clock.round() == 2
+    started = time.time()
+    clock.sleep_until(clock.end(2))  # ends on the estimate instead of waiting for an answer
+    assert clock.round() == 3 and time.time() - started < 1.0
+    blocks.block = 100  # back, and far ahead: the clock follows the chain again
+    assert clock.round() == 10
+
+
+def test_the_bittensor_backend_clock_counts_blocks_of_the_local_chain(make_chain):
+    from distrain.chain import BittensorChain
+
+    local = make_chain(block_seconds=2.0)
+    with BittensorChain(path=local.path, netuid=local.netuid) as chain:
+        clock = chain.round_clock(round_seconds=20.0)
+        assert (clock.blocks_per_round, clock.block_seconds) == (10, 2.0)
+        assert clock.round() == chain.block() // 10
