@@ -19,8 +19,11 @@ def test_same_seed_same_model_same_fingerprint():
 
 
 def test_aggregate_clips_to_median_norm_then_averages():
-    ones = {"w": torch.ones(4)}  # norm 2
-    deltas = [ones, {"w": 2 * torch.ones(4)}, {"w": 100 * torch.ones(4)}]  # norms 2, 4, 200
+    shapes = {"w": torch.Size([4])}
+    deltas = [
+        decode_payload(encode_payload({"w": scale * torch.ones(4)}, "fp32", {}), shapes)[1]
+        for scale in (1, 2, 100)  # norms 2, 4, 200
+    ]
     # Median norm is 4: the outlier is scaled down to norm 4, the others pass unchanged.
     expected = (1 + 2 + 2) / 3
     assert torch.allclose(aggregate(deltas)["w"], torch.full((4,), expected))

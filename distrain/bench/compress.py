@@ -67,7 +67,8 @@ def distrain_codec(name: str, shapes: dict[str, torch.Size]) -> Candidate:
     return Candidate(
         name,
         compress=lambda delta: [encode_payload(delta, name, _META)],
-        decompress=lambda wire: decode_payload(wire[0], shapes)[1],
+        # Every parameter decoded to a dense tensor, as a consumer reading the whole delta gets it.
+        decompress=lambda wire: dict(decode_payload(wire[0], shapes)[1].items()),
     )
 
 

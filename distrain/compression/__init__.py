@@ -5,7 +5,7 @@ from distrain.compression.blockwise import BlockwiseInt8
 from distrain.compression.codecs import CODECS, RECOMMENDED, get_codec
 from distrain.compression.dense import DenseCodec
 from distrain.compression.feedback import ErrorFeedback
-from distrain.compression.payload import PayloadError, decode_payload, encode_payload
+from distrain.compression.payload import CompressedDelta, PayloadError, decode_payload, encode_payload
 from distrain.compression.topk import ChunkedTopK
 
 __all__ = [
@@ -14,6 +14,7 @@ __all__ = [
     "BlockwiseInt8",
     "ChunkedTopK",
     "Codec",
+    "CompressedDelta",
     "DenseCodec",
     "ErrorFeedback",
     "PayloadError",

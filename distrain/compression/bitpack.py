@@ -35,6 +35,13 @@ def unpack(data: np.ndarray, width: int, count: int) -> np.ndarray:
     return bits.astype(np.int64) @ (np.int64(1) << np.arange(width, dtype=np.int64))
 
 
+def gaps(ascending: np.ndarray) -> np.ndarray:
+    """`v[i] − v[i−1] − 1` with `v[−1] = −1`: how many integers lie strictly between consecutive values."""
+    result = ascending.astype(np.int64)  # a copy
+    result[1:] -= ascending[:-1] + 1
+    return result
+
+
 def rice_encode(values: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
     """Rice-code non-negative integers: `(shift, low bits, unary high parts)`.
 
@@ -63,5 +70,4 @@ def rice_decode(shift: int, low: np.ndarray, unary: np.ndarray, count: int, tota
     require(unary.size <= packed_size((total >> shift) + count, 1), "malformed")
     ends = np.flatnonzero(np.unpackbits(unary, bitorder="little"))
     require(ends.size == count, "bad_count")
-    high = np.diff(ends, prepend=-1) - 1
-    return (high << shift) | unpack(low, shift, count)
+    return (gaps(ends) << shift) | unpack(low, shift, count)

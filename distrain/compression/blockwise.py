@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
-from distrain.compression.base import Codec, require
+from distrain.compression.base import Codec, Parsed, require
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,7 @@ class BlockwiseInt8(Codec):
         codes = torch.round(blocks / scale.clamp_min(torch.finfo(torch.float32).tiny)[:, None])
         return {"q": codes.to(torch.int8).flatten()[: tensor.numel()], "scale": scale}
 
-    def decode(self, stored: dict[str, torch.Tensor], shape: torch.Size) -> torch.Tensor:
+    def parse(self, stored: dict[str, torch.Tensor], shape: torch.Size) -> Parsed:
         require(set(stored) == {"q", "scale"}, "malformed")
         codes, scale = stored["q"], stored["scale"]
         numel = shape.numel()
@@ -39,10 +40,16 @@ class BlockwiseInt8(Codec):
         # Checking scale·127 rather than the scale alone also rejects scales whose products overflow.
         require(bool(torch.isfinite(scale * 127).all()), "non_finite")
         require(bool((scale >= 0).all()), "malformed")
-        return (self._blocks(codes.float()) * scale[:, None]).flatten()[:numel].view(shape)
+        # Σ value² = Σ over blocks of scale² · Σ code², without expanding the codes to values (the sums
+        # of code² are exact in float32 for blocks of up to 1040 values).
+        squared = float(self._blocks(codes.float()).square().sum(1).double() @ scale.double().square())
+        return Parsed(functools.partial(self._expand, codes, scale, shape), squared)
 
     def estimated_bytes(self, numel: int) -> int:
         return numel + 4 * math.ceil(numel / self.block)
+
+    def _expand(self, codes: torch.Tensor, scale: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+        return (self._blocks(codes.float()) * scale[:, None]).flatten()[: shape.numel()].view(shape)
 
     def _blocks(self, flat: torch.Tensor) -> torch.Tensor:
         """`flat` zero-padded to whole blocks, one block per row."""

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
 
-from distrain.compression.base import Codec, require, single_tensor
+from distrain.compression.base import Codec, Parsed, require, single_tensor, squared_norm
 
 
 @dataclass(frozen=True)
@@ -21,12 +22,10 @@ class DenseCodec(Codec):
     def encode(self, tensor: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"": tensor.detach().to(self.dtype).contiguous()}
 
-    def decode(self, stored: dict[str, torch.Tensor], shape: torch.Size) -> torch.Tensor:
+    def parse(self, stored: dict[str, torch.Tensor], shape: torch.Size) -> Parsed:
         value = single_tensor(stored, self.dtype)
         require(value.shape == shape, "malformed")
-        value = value.float()
-        require(bool(torch.isfinite(value).all()), "non_finite")
-        return value
+        return Parsed(functools.partial(value.to, torch.float32, copy=True), squared_norm(value))
 
     def estimated_bytes(self, numel: int) -> int:
         return numel * self.dtype.itemsize

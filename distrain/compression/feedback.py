@@ -14,6 +14,8 @@ Per round, in the miner:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import torch
 
 
@@ -47,7 +49,7 @@ class ErrorFeedback:
     def compensate_all(self, delta: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return {name: self.compensate(name, tensor) for name, tensor in delta.items()}
 
-    def update_all(self, sent: dict[str, torch.Tensor]) -> None:
+    def update_all(self, sent: Mapping[str, torch.Tensor]) -> None:
         for name, tensor in sent.items():
             self.update(name, tensor)
 

@@ -2,15 +2,22 @@
 
 safetensors is the only format we parse from the network: it cannot execute code, and its header
 states every tensor's dtype, shape and offsets, so malformed input fails loudly instead of silently.
+
+A decoded payload stays compact (`CompressedDelta`): a node gathering dozens of submissions would
+otherwise hold a dense copy of the model for each. Everything is validated when it is decoded; a
+parameter becomes a dense tensor only when it is read, one at a time.
 """
 
 from __future__ import annotations
 
 import json
+import math
+from collections.abc import Iterator, Mapping
 
 import safetensors.torch
 import torch
 
+from distrain.compression.base import Parsed
 from distrain.compression.codecs import get_codec
 
 _META_KEY = "distrain"
@@ -24,19 +31,47 @@ class PayloadError(Exception):
         self.reason = reason
 
 
-def encode_payload(delta: dict[str, torch.Tensor], codec_name: str, meta: dict) -> bytes:
+class CompressedDelta(Mapping[str, torch.Tensor]):
+    """A validated pseudo-gradient kept as its codec's compact data; `delta[name]` decodes one parameter.
+
+    Each read decodes anew into a tensor the caller owns: use it and let it go, and no more than one
+    parameter of the delta is ever dense. Its norm and finiteness are known from validation.
+    """
+
+    def __init__(self, parsed: dict[str, Parsed]):
+        self._parsed = parsed
+        self._norm = math.sqrt(sum(p.squared_norm for p in parsed.values()))
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        return self._parsed[name].dense()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._parsed)
+
+    def __len__(self) -> int:
+        return len(self._parsed)
+
+    def norm(self) -> float:
+        """The global L2 norm over every parameter."""
+        return self._norm
+
+
+def encode_payload(delta: Mapping[str, torch.Tensor], codec_name: str, meta: dict) -> bytes:
     """Compress every tensor of `delta` with the codec and pack it with `meta` (must be JSON-able)."""
     codec = get_codec(codec_name)
     tensors = {}
-    for name, tensor in delta.items():
-        for suffix, stored in codec.encode(tensor).items():
+    for name, encoded in zip(delta, codec.encode_all(delta.values())):
+        for suffix, stored in encoded.items():
             tensors[f"{name}{'/' + suffix if suffix else ''}"] = stored
     header = json.dumps({**meta, "codec": codec_name}, sort_keys=True)
     return safetensors.torch.save(tensors, metadata={_META_KEY: header})
 
 
-def decode_payload(data: bytes, shapes: dict[str, torch.Size]) -> tuple[dict, dict[str, torch.Tensor]]:
-    """Parse and validate a payload against the expected parameter shapes; raise PayloadError."""
+def decode_payload(data: bytes, shapes: dict[str, torch.Size]) -> tuple[dict, CompressedDelta]:
+    """Parse and validate a payload against the expected parameter shapes; raise PayloadError.
+
+    The delta's parameters come in the order of `shapes`.
+    """
     try:
         tensors = safetensors.torch.load(data)
         meta = json.loads(_header(data).get("__metadata__", {}).get(_META_KEY, ""))
@@ -54,13 +89,13 @@ def decode_payload(data: bytes, shapes: dict[str, torch.Size]) -> tuple[dict, di
         grouped.setdefault(name, {})[suffix] = tensor
     if set(grouped) != set(shapes):
         raise PayloadError("malformed", "parameter names differ from the model's")
-    delta = {}
+    parsed = {}
     for name, shape in shapes.items():
         try:
-            delta[name] = codec.decode(grouped[name], shape)
+            parsed[name] = codec.parse(grouped[name], shape)
         except ValueError as error:
             raise PayloadError(str(error), name) from None
-    return meta, delta
+    return meta, CompressedDelta(parsed)
 
 
 def _header(data: bytes) -> dict:

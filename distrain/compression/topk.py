@@ -17,16 +17,33 @@ rest of the tensor, and its decoder bounds it.
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from distrain.compression.base import Codec, require, single_tensor
-from distrain.compression.bitpack import MAX_RICE_SHIFT, pack, packed_size, rice_decode, rice_encode, unpack
+from distrain.compression.base import Codec, Parsed, require, single_tensor, squared_norm
+from distrain.compression.bitpack import (
+    MAX_RICE_SHIFT,
+    gaps,
+    pack,
+    packed_size,
+    rice_decode,
+    rice_encode,
+    unpack,
+)
 from distrain.compression.dct import dct_chunks
 from distrain.compression.quantize import MAX_BITS, dequantize, quantize
+from distrain.compression.selection import top_k_per_row
+
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+BATCH_VALUES = 1 << 24
+"""Values whose chunks `encode_all` selects together (64 MiB of magnitudes): large enough that per-call
+costs vanish, small enough to be a fraction of a large model."""
 
 
 @dataclass(frozen=True)
@@ -47,22 +64,23 @@ class ChunkLayout:
         """Values after the last whole chunk."""
         return self.numel % self.chunk
 
-    @property
+    @functools.cached_property
     def tail_k(self) -> int:
         """Kept values of the tail: the chunks' density rounded up, so a tail keeps at least one."""
         return min(self.tail, -(-self.k * self.tail // self.chunk))
 
-    @property
+    @functools.cached_property
     def count(self) -> int:
         return self.full * self.k + self.tail_k
 
-    @property
+    @functools.cached_property
     def chunks(self) -> int:
         """Number of chunks, tail included."""
         return self.full + (self.tail > 0)
 
+    @functools.cached_property
     def counts(self) -> np.ndarray:
-        """Kept values per chunk, tail included."""
+        """Kept values per chunk, tail included (shared: not to be modified)."""
         counts = np.full(self.chunks, self.k, dtype=np.int64)
         counts[self.full :] = self.tail_k
         return counts
@@ -75,7 +93,7 @@ class RiceIndices:
     """
 
     def encode(self, positions: np.ndarray, layout: ChunkLayout) -> np.ndarray:
-        shift, low, unary = rice_encode(np.diff(positions, prepend=-1) - 1)
+        shift, low, unary = rice_encode(gaps(positions))
         return np.concatenate([np.array([shift], np.uint8), low, unary])
 
     def decode(self, data: np.ndarray, layout: ChunkLayout) -> np.ndarray:
@@ -104,7 +122,7 @@ class FixedIndices:
     def decode(self, data: np.ndarray, layout: ChunkLayout) -> np.ndarray:
         offsets = unpack(data, self._width(layout), layout.count)
         starts = np.arange(layout.chunks, dtype=np.int64) * layout.chunk
-        return offsets + np.repeat(starts, layout.counts())
+        return offsets + np.repeat(starts, layout.counts)
 
     def estimated_bytes(self, layout: ChunkLayout) -> int:
         return packed_size(layout.count, self._width(layout))
@@ -148,41 +166,65 @@ class ChunkedTopK(Codec):
                 raise ValueError(f"codec '{self.name}': invalid {parameter} for {self!r}")
 
     def layout(self, numel: int) -> ChunkLayout:
-        return ChunkLayout(numel, self.chunk, self.k)
+        return _layout(numel, self.chunk, self.k)
 
     def encode(self, tensor: torch.Tensor) -> dict[str, torch.Tensor]:
-        flat = tensor.detach().float().flatten()
-        layout = self.layout(flat.numel())
-        coefficients = self._transform(flat, layout)
-        positions = self._select(coefficients, layout).numpy()
-        table, codes = quantize(coefficients.numpy()[positions], self.value_bits)
-        blob = np.concatenate(
-            [
-                table.astype("<f4").view(np.uint8),
-                pack(codes, self.value_bits),
-                INDEX_CODINGS[self.index_coding].encode(positions, layout),
-            ]
-        )
-        return {"": torch.from_numpy(blob)}
+        return next(self.encode_all([tensor]))
 
-    def decode(self, stored: dict[str, torch.Tensor], shape: torch.Size) -> torch.Tensor:
+    def encode_all(self, tensors: Iterable[torch.Tensor]) -> Iterator[dict[str, torch.Tensor]]:
+        """`encode` of each tensor, selecting the top-k of up to `BATCH_VALUES` values' chunks at once:
+        per-call costs, not values, dominated the selection of a model's many small tensors."""
+        batch: list[torch.Tensor] = []
+        size = 0
+        for tensor in tensors:
+            batch.append(tensor.detach().float().flatten())
+            size += batch[-1].numel()
+            if size >= BATCH_VALUES:
+                yield from self._encode_batch(batch)
+                batch, size = [], 0
+        if batch:
+            yield from self._encode_batch(batch)
+
+    def _encode_batch(self, flats: list[torch.Tensor]) -> Iterator[dict[str, torch.Tensor]]:
+        layouts = [self.layout(flat.numel()) for flat in flats]
+        coefficients = [self._transform(flat, layout).numpy() for flat, layout in zip(flats, layouts)]
+        for values, positions, layout in zip(coefficients, self._select(coefficients, layouts), layouts):
+            table, codes = quantize(values[positions], self.value_bits)
+            blob = np.concatenate(
+                [
+                    table.astype("<f4").view(np.uint8),
+                    pack(codes, self.value_bits),
+                    INDEX_CODINGS[self.index_coding].encode(positions, layout),
+                ]
+            )
+            yield {"": torch.from_numpy(blob)}
+
+    def parse(self, stored: dict[str, torch.Tensor], shape: torch.Size) -> Parsed:
         blob = single_tensor(stored, torch.uint8)
         require(blob.dim() == 1, "malformed")
         data, layout = blob.numpy(), self.layout(shape.numel())
         table_end = 4 * (1 << (self.value_bits - 1))
         codes_end = table_end + packed_size(layout.count, self.value_bits)
         require(data.size >= codes_end, "truncated")
-        table = np.frombuffer(data[:table_end].tobytes(), "<f4").astype(np.float32)
+        table = data[:table_end].view("<f4").astype(np.float32)
         require(bool(np.isfinite(table).all()), "non_finite")
+        # A value of an inverse DCT sums k coefficients times basis entries of at most 1: below this
+        # bound neither it nor any partial sum can overflow, so finite coefficients are finite values.
+        require(not self.dct or self.k * float(np.abs(table).max()) < _FLOAT32_MAX / 2, "non_finite")
         codes = unpack(data[table_end:codes_end], self.value_bits, layout.count)
         positions = INDEX_CODINGS[self.index_coding].decode(data[codes_end:], layout)
         _check_positions(positions, layout)
+        values = dequantize(table, codes)
+        return Parsed(
+            functools.partial(self._expand, positions, values, shape), squared_norm(torch.from_numpy(values))
+        )
+
+    def _expand(self, positions: np.ndarray, values: np.ndarray, shape: torch.Size) -> torch.Tensor:
+        """The dense tensor of `shape` holding `values` at `positions` (of the DCT coefficients with `dct`)."""
+        layout = self.layout(shape.numel())
         coefficients = np.zeros(layout.numel, np.float32)
-        coefficients[positions] = dequantize(table, codes)
-        values = self._transform(torch.from_numpy(coefficients), layout, inverse=True)
-        # Finite coefficients are finite values, except that the DCT's sums can overflow.
-        require(not self.dct or bool(torch.isfinite(values).all()), "non_finite")
-        return values.view(shape)
+        coefficients[positions] = values
+        return self._transform(torch.from_numpy(coefficients), layout, inverse=True).view(shape)
 
     def estimated_bytes(self, numel: int) -> int:
         layout = self.layout(numel)
@@ -198,23 +240,35 @@ class ChunkedTopK(Codec):
         tiles = dct_chunks(flat[:full].view(-1, side, side), inverse)
         return torch.cat([tiles.flatten(), flat[full:]])
 
-    def _select(self, coefficients: torch.Tensor, layout: ChunkLayout) -> torch.Tensor:
-        """Sorted flat positions of the top-k magnitudes of every chunk."""
-        full = layout.full * self.chunk
-        parts = [torch.empty(0, dtype=torch.long)]  # an empty tensor keeps nothing
-        if layout.full:
-            rows = coefficients[:full].view(-1, self.chunk).abs().topk(self.k, dim=1, sorted=False).indices
-            parts.append((rows.sort(dim=1).values + torch.arange(0, full, self.chunk)[:, None]).flatten())
-        if layout.tail_k:
-            tail = coefficients[full:].abs().topk(layout.tail_k, sorted=False).indices
-            parts.append(tail.sort().values + full)
-        return torch.cat(parts)
+    def _select(self, coefficients: list[np.ndarray], layouts: list[ChunkLayout]) -> list[np.ndarray]:
+        """Per tensor, the sorted flat positions of the top-k magnitudes of each of its chunks.
+
+        Every chunk of every tensor is one row of a single matrix of magnitudes, the last chunk of a
+        tensor padded with −1, which is below any magnitude.
+        """
+        starts = np.cumsum([0] + [layout.chunks * self.chunk for layout in layouts])
+        magnitudes = np.empty(starts[-1], np.float32)
+        for values, start, end in zip(coefficients, starts, starts[1:]):
+            np.abs(values, out=magnitudes[start : start + values.size])
+            magnitudes[start + values.size : end] = -1
+        counts = [layout.counts for layout in layouts]
+        columns = top_k_per_row(torch.from_numpy(magnitudes).view(-1, self.chunk), np.concatenate(counts))
+        # A column of a tensor's j-th chunk is at position j·chunk + column of the tensor.
+        chunk_starts = [np.repeat(np.arange(c.size) * self.chunk, c) for c in counts]
+        ends = np.cumsum([layout.count for layout in layouts])
+        return [part + start for part, start in zip(np.split(columns, ends[:-1]), chunk_starts)]
+
+
+@functools.lru_cache(maxsize=1024)
+def _layout(numel: int, chunk: int, k: int) -> ChunkLayout:
+    """One layout per tensor size, so that its derived counts are computed once per run."""
+    return ChunkLayout(numel, chunk, k)
 
 
 def _check_positions(positions: np.ndarray, layout: ChunkLayout) -> None:
-    """Positions must be strictly increasing, inside the tensor, and exactly `layout.counts()` per chunk."""
+    """Positions must be strictly increasing, inside the tensor, and exactly `layout.counts` per chunk."""
     require(positions.size == layout.count, "bad_count")
-    require(bool((np.diff(positions) > 0).all()), "malformed")
+    require(bool((positions[1:] > positions[:-1]).all()), "malformed")
     require(positions.size == 0 or (positions[0] >= 0 and positions[-1] < layout.numel), "index_out_of_range")
     per_chunk = np.bincount(positions // layout.chunk, minlength=layout.chunks)
-    require(np.array_equal(per_chunk, layout.counts()), "bad_count")
+    require(np.array_equal(per_chunk, layout.counts), "bad_count")

@@ -2,13 +2,20 @@
 
 Every honest peer runs exactly this code on the same submissions in the same order, so all of them
 land on the same θ_{r+1}; the next fingerprint check confirms it.
+
+The average is produced and applied one parameter at a time: besides θ, θ_r and the momentum, only a
+couple of tensors of one parameter are ever dense, however many submissions there are (they stay
+compressed until their turn).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping, Sequence
+
 import torch
 import torch.nn as nn
 
+from distrain.compression import CompressedDelta
 from distrain.config import OuterConfig
 
 
@@ -23,39 +30,68 @@ def pseudo_gradient(base: dict[str, torch.Tensor], model: nn.Module) -> dict[str
     return {name: (base[name] - param.detach()).float() for name, param in model.named_parameters()}
 
 
-def global_norm(delta: dict[str, torch.Tensor]) -> float:
-    return float(torch.sqrt(sum((t.float() ** 2).sum() for t in delta.values())))
-
-
-@torch.no_grad()
-def aggregate(deltas: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+def aggregate(deltas: Sequence[CompressedDelta]) -> ClippedAverage:
     """Clip each delta to the median global norm, then average: one outsized update cannot dominate."""
-    norms = [global_norm(d) for d in deltas]
-    median = float(torch.tensor(norms).median())
-    scales = [min(1.0, median / n) if n > 0 else 0.0 for n in norms]
-    return {
-        name: sum(scale * delta[name] for scale, delta in zip(scales, deltas)) / len(deltas)
-        for name in deltas[0]
-    }
+    return ClippedAverage(deltas)
+
+
+class ClippedAverage(Mapping[str, torch.Tensor]):
+    """The average of `aggregate`, computed when a parameter is read, from that parameter of each delta.
+
+    Iterating over `.items()` therefore decodes one parameter of one delta at a time, and keeps
+    nothing once the caller lets the average of a parameter go.
+    """
+
+    def __init__(self, deltas: Sequence[CompressedDelta]):
+        norms = [delta.norm() for delta in deltas]
+        median = float(torch.tensor(norms).median())
+        self.deltas = deltas
+        self.scales = [min(1.0, median / n) if n > 0 else 0.0 for n in norms]
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        total = self.scales[0] * self.deltas[0][name]
+        for scale, delta in zip(self.scales[1:], self.deltas[1:]):
+            total.add_(delta[name], alpha=scale)
+        return total.div_(len(self.deltas))
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.deltas[0])
+
+    def __len__(self) -> int:
+        return len(self.deltas[0])
 
 
 class OuterOptimizer:
-    """Nesterov SGD over the model's parameters, fed with the averaged pseudo-gradient."""
+    """Nesterov SGD over the model's parameters, fed the averaged pseudo-gradient one parameter at a time.
+
+    The update of `torch.optim.SGD(momentum=m, nesterov=...)`, operation for operation, written per
+    parameter so that the average never has to exist whole (`torch.optim` steps all parameters at once,
+    from `.grad` tensors that would hold all of it).
+    """
 
     def __init__(self, model: nn.Module, cfg: OuterConfig):
-        self.model = model
-        self.optimizer = torch.optim.SGD(
-            model.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov
-        )
+        self.model, self.cfg = model, cfg
+        self.buffers: dict[str, torch.Tensor] = {}
+        """The momentum of each parameter, from its first step on."""
 
     @torch.no_grad()
-    def step(self, base: dict[str, torch.Tensor], average: dict[str, torch.Tensor]) -> None:
-        """θ ← θ_r, then one SGD step with the average as gradient: θ_{r+1}."""
-        for name, param in self.model.named_parameters():
-            param.copy_(base[name])
-            param.grad = average[name].to(param.dtype).clone()
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
+    def step(self, base: dict[str, torch.Tensor], average: Mapping[str, torch.Tensor]) -> None:
+        """θ ← θ_r, then one SGD step with the average as gradient: θ_{r+1}. Reads each parameter of
+        `average` once, in turn (a `ClippedAverage` computes it then)."""
+        self.skip(base)
+        params = dict(self.model.named_parameters())
+        lr, momentum = self.cfg.lr, self.cfg.momentum
+        for name, grad in average.items():
+            param = params[name]
+            grad = grad.to(param.dtype)
+            if momentum:
+                buffer = self.buffers.get(name)
+                if buffer is None:
+                    buffer = self.buffers[name] = grad.clone()
+                else:
+                    buffer.mul_(momentum).add_(grad)
+                grad = grad.add(buffer, alpha=momentum) if self.cfg.nesterov else buffer
+            param.add_(grad, alpha=-lr)
 
     @torch.no_grad()
     def skip(self, base: dict[str, torch.Tensor]) -> None:
@@ -65,16 +101,12 @@ class OuterOptimizer:
 
     def momentum(self) -> dict[str, torch.Tensor]:
         """The Nesterov buffers by parameter name (empty before the first step)."""
-        return {
-            name: self.optimizer.state[param]["momentum_buffer"]
-            for name, param in self.model.named_parameters()
-            if "momentum_buffer" in self.optimizer.state.get(param, {})
-        }
+        return dict(self.buffers)
 
     @torch.no_grad()
     def load_momentum(self, buffers: dict[str, torch.Tensor]) -> None:
-        for name, param in self.model.named_parameters():
-            if name in buffers:
-                self.optimizer.state[param]["momentum_buffer"] = buffers[name].to(param).clone()
-            else:
-                self.optimizer.state.pop(param, None)
+        self.buffers = {
+            name: buffers[name].to(param).clone()
+            for name, param in self.model.named_parameters()
+            if name in buffers
+        }

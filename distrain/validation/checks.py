@@ -6,9 +6,8 @@ round. Miners run them too before aggregating, so junk never reaches θ.
 
 from __future__ import annotations
 
-import torch
-
 from distrain.chain import Metagraph
+from distrain.compression import CompressedDelta
 
 
 def check_announcement(
@@ -26,8 +25,8 @@ def check_announcement(
     return None
 
 
-def check_delta(delta: dict[str, torch.Tensor]) -> str | None:
+def check_delta(delta: CompressedDelta) -> str | None:
     """Checks on the decoded pseudo-gradient (shapes and finiteness are the decoder's)."""
-    if all(not tensor.any() for tensor in delta.values()):
+    if delta.norm() == 0:  # summed in float64: no nonzero float32 squares to 0
         return "zero_delta"
     return None

@@ -11,10 +11,13 @@ model, pairs reach cosine ≈ 0.87 in the first round and ≈ 0.3–0.6 later. A
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import torch
 import torch.nn.functional as F
 
-Delta = dict[str, torch.Tensor]
+Delta = Mapping[str, torch.Tensor]
+"""A pseudo-gradient by parameter name; a `CompressedDelta` decodes one parameter at a time."""
 
 
 class Sketcher:

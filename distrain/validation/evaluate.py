@@ -11,6 +11,7 @@ Two questions per submission:
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 
 import torch
 import torch.nn as nn
@@ -18,7 +19,8 @@ import torch.nn as nn
 from distrain.data import PageBook
 from distrain.models import causal_lm_loss
 
-Delta = dict[str, torch.Tensor]
+Delta = Mapping[str, torch.Tensor]
+"""Tensors by parameter name; a `CompressedDelta` decodes one parameter at a time."""
 
 
 class Evaluator:

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from distrain.chain import Metagraph
+from distrain.compression import CompressedDelta, decode_payload, encode_payload
 from distrain.validation import check_announcement, check_delta
 
 HOTKEYS = ["5Validator", "5Miner"]
@@ -50,6 +51,16 @@ def test_an_announcement_without_a_size_is_refused():
     assert check(size=None) == "oversized"
 
 
-def test_a_delta_of_zeros_is_a_free_ride():
-    assert check_delta({"w": torch.zeros(3, 3), "b": torch.zeros(3)}) == "zero_delta"
-    assert check_delta({"w": torch.zeros(3, 3), "b": torch.tensor([0.0, 1e-6, 0.0])}) is None
+def decoded(delta: dict[str, torch.Tensor], codec: str) -> CompressedDelta:
+    shapes = {name: tensor.shape for name, tensor in delta.items()}
+    return decode_payload(encode_payload(delta, codec, {}), shapes)[1]
+
+
+@pytest.mark.parametrize("codec", ["fp32", "topk"])
+def test_a_delta_of_zeros_is_a_free_ride(codec):
+    assert check_delta(decoded({"w": torch.zeros(3, 3), "b": torch.zeros(3)}, codec)) == "zero_delta"
+    # 1e-40 squares to 0 in float32: the norm is summed in float64.
+    for tiny in (1e-6, 1e-40):
+        assert (
+            check_delta(decoded({"w": torch.zeros(3, 3), "b": torch.tensor([0.0, tiny, 0.0])}, codec)) is None
+        )
