@@ -11,6 +11,7 @@ import torch
 from distrain.compression.base import Codec
 from distrain.compression.blockwise import BlockwiseInt8
 from distrain.compression.dense import DenseCodec
+from distrain.compression.lowrank import LowRank
 from distrain.compression.topk import ChunkedTopK
 from distrain.config import RecipeError
 
@@ -28,6 +29,8 @@ PRESETS: list[Codec] = [
     ChunkedTopK("topk-dct", chunk=4096, k=40, value_bits=2, index_coding="rice", dct=True),
     # Finer values at the same density, for quality comparisons: ~0.125 bits.
     ChunkedTopK("topk-q4", chunk=4096, k=40, value_bits=4, index_coding="rice"),
+    # Rank-r int8 factors of every matrix, r from a budget of 0.1 bits/value; vectors as int8.
+    LowRank("lowrank", bits_per_value=0.1),
 ]
 
 CODECS: dict[str, Codec] = {codec.name: codec for codec in PRESETS}

@@ -1,0 +1,115 @@
+"""Low rank: each matrix as P·Qᵀ of rank r with int8 factors, found by two subspace iterations.
+
+A round of AdamW steps moves a weight matrix mostly along a few directions, so its pseudo-gradient is
+close to low rank (PowerSGD, Vogels et al. 2019, exploits the same for gradients). Measured on the
+default model's Δ after 24 steps: rank 1 per matrix keeps 58% of the energy (cosine 0.76 with Δ) at
+0.1 bits per value, where the largest 1% of values keeps 4% (cosine 0.20) at 0.13 bits. What the
+rank misses stays in the error-feedback residual and is sent in later rounds.
+
+The rank of each matrix follows from a bit budget, so small models get rank 1 and large matrices more:
+a 768×768 matrix at 0.1 bits/value gets rank 4, a 4096×4096 one rank 25. Vectors (norms, biases) are
+sent as blockwise int8: they are few, and they have no rank to exploit.
+
+Measured in `distrain bench convergence`: with the outer Nesterov momentum of DiLoCo it converges
+badly (each round re-sends the same dominant directions, which momentum then overshoots); with plain
+averaging (`outer.momentum: 0`) it matches `topk`. Choose it for models with large matrices.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass, field
+
+import torch
+
+from distrain.compression.base import Codec, Parsed, require, single_tensor
+from distrain.compression.blockwise import BlockwiseInt8
+
+MIN_VALUES = 64
+"""Matrices this small travel as int8 values: their factors would not be smaller."""
+
+
+@dataclass(frozen=True)
+class LowRank(Codec):
+    """Rank-r factors of every matrix (tensors of ≥ 2 dims are viewed as shape[0] × rest)."""
+
+    name: str
+    bits_per_value: float = 0.1
+    """Budget of the factors: a matrix gets the largest rank whose int8 factors fit it (at least 1)."""
+    iterations: int = 2
+    """Subspace iterations from a fixed random start; two keep ~97% of what an exact SVD would."""
+    vectors: BlockwiseInt8 = field(default_factory=lambda: BlockwiseInt8("int8"))
+    """Codec of 1-D tensors."""
+
+    def rank(self, shape: torch.Size) -> int:
+        rows, cols = shape[0], math.prod(shape[1:])
+        return max(1, min(rows, cols, int(self.bits_per_value * rows * cols / (8 * (rows + cols)))))
+
+    @staticmethod
+    def factorable(shape: torch.Size) -> bool:
+        """Matrices (≥ 2 dims) with something to gain: neither side 1, more values than a factor pair."""
+        return len(shape) >= 2 and min(shape[0], math.prod(shape[1:])) > 1 and shape.numel() > MIN_VALUES
+
+    def encode(self, tensor: torch.Tensor) -> dict[str, torch.Tensor]:
+        if not self.factorable(tensor.shape):
+            stored = self.vectors.encode(tensor)
+            return {"": _pack(stored["scale"], stored["q"])}
+        matrix = tensor.detach().float().reshape(tensor.shape[0], -1)
+        # A fixed start makes the payload a function of Δ alone: the same delta, the same bytes.
+        start = torch.Generator().manual_seed(matrix.numel())
+        q = torch.randn(matrix.shape[1], self.rank(tensor.shape), generator=start)
+        for _ in range(self.iterations):
+            p = torch.linalg.qr(matrix @ q).Q  # orthonormal basis of the column space found so far
+            q = matrix.T @ p  # matrix ≈ p qᵀ, the best fit given p
+        (p_codes, p_scale), (q_codes, q_scale) = _to_int8(p), _to_int8(q)
+        return {"": _pack(torch.stack([p_scale, q_scale]), torch.cat([p_codes, q_codes]))}
+
+    def parse(self, stored: dict[str, torch.Tensor], shape: torch.Size) -> Parsed:
+        blob = single_tensor(stored, torch.uint8)
+        if not self.factorable(shape):
+            blocks = math.ceil(shape.numel() / self.vectors.block)
+            scale, codes = _unpack(blob, [(torch.float32, (blocks,)), (torch.int8, (shape.numel(),))])
+            return self.vectors.parse({"scale": scale, "q": codes}, shape)
+        rows, cols, rank = shape[0], math.prod(shape[1:]), self.rank(shape)
+        scales, factors = _unpack(blob, [(torch.float32, (2, rank)), (torch.int8, (rows + cols, rank))])
+        require(bool(torch.isfinite(scales * 127).all()), "non_finite")
+        require(bool((scales >= 0).all()), "malformed")
+        p, q = factors[:rows].double() * scales[0].double(), factors[rows:].double() * scales[1].double()
+        # ‖p qᵀ‖² = trace(pᵀp · qᵀq): the norm from two r×r products, without expanding the matrix.
+        squared = float(((p.T @ p) * (q.T @ q)).sum())
+        # Below 1e76 every entry is below 1e38, so the float32 expansion is finite too.
+        require(math.isfinite(squared) and squared < 1e76, "non_finite")
+        return Parsed(functools.partial(self._expand, factors, scales, shape), squared)
+
+    def estimated_bytes(self, numel: int) -> int:
+        # An upper bound: the factors of a factorable matrix never cost more than its values in int8.
+        return self.vectors.estimated_bytes(numel)
+
+    def _expand(self, factors: torch.Tensor, scales: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+        rows = shape[0]
+        p = factors[:rows].float() * scales[0]
+        q = factors[rows:].float() * scales[1]
+        return (p @ q.T).view(shape)
+
+
+def _to_int8(factor: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each column scaled by its largest magnitude to int8; returns (codes, per-column scales)."""
+    scale = factor.abs().amax(dim=0) / 127
+    codes = torch.round(factor / scale.clamp_min(torch.finfo(torch.float32).tiny))
+    return codes.to(torch.int8), scale
+
+
+def _pack(*tensors: torch.Tensor) -> torch.Tensor:
+    """The raw bytes of `tensors`, one after the other: one safetensors entry per parameter keeps the
+    payload's JSON header small (it costs more than the factors of a small model otherwise)."""
+    return torch.cat([t.contiguous().flatten().view(torch.uint8) for t in tensors])
+
+
+def _unpack(blob: torch.Tensor, layout: list[tuple[torch.dtype, tuple[int, ...]]]) -> list[torch.Tensor]:
+    """Split `blob` into tensors of the given dtypes and shapes; ValueError unless it is exactly that long."""
+    sizes = [math.prod(shape) * dtype.itemsize for dtype, shape in layout]
+    require(blob.dim() == 1 and blob.numel() == sum(sizes), "truncated")
+    parts = torch.split(blob, sizes)
+    # clone(): a slice of a byte buffer is not always aligned for a wider dtype.
+    return [part.clone().view(dtype).view(shape) for part, (dtype, shape) in zip(parts, layout)]
