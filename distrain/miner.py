@@ -7,66 +7,140 @@ One round, top to bottom:
      P2P and announced (signed) in the DHT;
   4. at the round's end: if the leading validator's checkpoint of θ_r disagrees with ours, adopt it;
      gather the round's submissions, check them, and average those of the validator's aggregation set
-     (clipped to the median norm) into the Nesterov outer step → θ_{r+1}; publish its fingerprint.
+     (clipped to the median norm) into the Nesterov outer step → θ_{r+1}; publish its fingerprint;
+  5. hand θ_{r+1} to every training process and commit the miner's checkpoint (see
+     `distrain.training.checkpoint`), from which a restarted miner resumes.
+
+A miner may be several processes (`accelerate launch`, DDP or FSDP): every one trains, on its own
+windows of the same pages, and only the main one is a `Miner`; the others are `Worker`s that follow
+its plan through the collectives of `distrain.training.cluster`. A single process is the same code.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
 from distrain.adversaries import BEHAVIOURS
 from distrain.compression import ErrorFeedback, decode_payload, encode_payload, get_codec
 from distrain.config import Recipe
+from distrain.data import PageBook, load_corpus
+from distrain.models import build_model
 from distrain.network import FetchError
 from distrain.node import Node, NodeError, NodeOptions
 from distrain.training import InnerTrainer, fingerprint, fingerprints_match, pseudo_gradient
+from distrain.training.checkpoint import MinerCheckpoint, encode_global, load_global
+from distrain.training.cluster import Cluster
+from distrain.training.inner import InnerStats
 from distrain.training.outer import snapshot
 from distrain.training.state import StateError, load_state
 
 log = logging.getLogger("distrain.miner")
 
 
+@dataclass
+class Plan:
+    """What rank 0 tells every process of the miner at the start of a round."""
+
+    round: int
+    pages: list[int] | None
+    """Pages to train on; None for a behaviour that does not train."""
+    seed: int
+    """Seed of the round's batches: rank k draws from `seed + k`, so ranks train different windows."""
+    deadline: float
+    """Publish deadline (epoch s); rank 0 alone decides when it has passed."""
+
+
+def train(trainer: InnerTrainer, book: PageBook, plan: Plan) -> InnerStats | None:
+    """Collective: this process's share of the round's inner steps."""
+    if plan.pages is None:
+        return None
+    generator = torch.Generator().manual_seed(plan.seed + trainer.cluster.rank)
+    return trainer.train_round(book, plan.pages, generator, plan.deadline)
+
+
+def start_miner(recipe: Recipe, options: NodeOptions, behaviour: str = "honest") -> Miner | Worker:
+    """This process's part of a miner: the whole `Miner` on rank 0, a training `Worker` on the others."""
+    # The other ranks wait in a collective while rank 0 publishes, gathers and waits for a round.
+    cluster = Cluster.start(idle_seconds=max(1800.0, 4 * recipe.run.round_seconds))
+    if cluster.is_main:
+        return Miner(recipe, options, behaviour, cluster)
+    return Worker(recipe, options, cluster)
+
+
 class Miner(Node):
-    def __init__(self, recipe: Recipe, options: NodeOptions, behaviour: str = "honest"):
+    def __init__(
+        self, recipe: Recipe, options: NodeOptions, behaviour: str = "honest", cluster: Cluster | None = None
+    ):
         if behaviour not in BEHAVIOURS:
             raise NodeError(f"unknown miner behaviour '{behaviour}', expected one of {sorted(BEHAVIOURS)}")
         get_codec(recipe.compression.codec)  # an unknown codec fails now, not at the first publish
+        self.cluster = cluster or Cluster.start()
         super().__init__(recipe, options)
         self.behaviour = BEHAVIOURS[behaviour]()
-        self.trainer = InnerTrainer(self.model, recipe.inner)
+        # θ (`self.model`) stays on the CPU, untouched by the inner steps; the replica trains.
+        self.trainer = InnerTrainer(build_model(recipe.model, recipe.run.seed), recipe.inner, self.cluster)
         # What compression dropped this round is added to the next round's delta, so nothing is lost.
         self.feedback = ErrorFeedback(recipe.compression.error_decay)
-        # Each miner samples its own windows; seeding by hotkey only makes a run reproducible.
-        digest = hashlib.sha256(f"{recipe.run.seed}|{self.hotkey}".encode()).digest()
-        self.generator = torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)
-        self._bytes_reported = 0
+        self.checkpoint = MinerCheckpoint(self.out_dir / "checkpoint", self.cluster)
+        self.next_round, self.resumed_after = 0, None
+        self._resume()
+        self.trainer.start_from(self.model)
+
+    def _resume(self) -> None:
+        """Continue from this miner's last checkpoint, if it has one: θ may be behind the run by then,
+        which the fingerprint check of the first round (`follow_validator`) repairs."""
+        saved = self.checkpoint.load()
+        if saved is None:
+            return
+        self.resumed_after, state = saved
+        load_global(state, self.model, self.outer, self.feedback)
+        self.next_round = self.resumed_after + 1
+        log.info(
+            "resumed after round %d from %s (%d AdamW steps so far)",
+            self.resumed_after,
+            self.checkpoint.folder,
+            self.trainer.optimizer_steps,
+        )
 
     def run(self) -> None:
         self.clock = self.start_clock()
-        round_ = max(self.clock.round(), 0)
+        round_ = max(self.clock.round(), self.next_round)
         self.clock.sleep_until(self.clock.start(round_))
         while self.options.rounds is None or round_ < self.options.rounds:
             self.run_round(round_)
             round_ += 1
+        self.cluster.broadcast(None)  # no plan: the other processes stop
+        self.cluster.finish()
+
+    def round_seed(self, round_: int) -> int:
+        """Each miner samples its own windows; seeding by (hotkey, round) makes a run, and a resumed
+        miner, reproducible."""
+        digest = hashlib.sha256(f"{self.recipe.run.seed}|{self.hotkey}|{round_}".encode()).digest()
+        return int.from_bytes(digest[:8], "little") >> 2
 
     def run_round(self, round_: int) -> None:
         base, base_fp = snapshot(self.model), fingerprint(self.model)
         run = self.recipe.run
-        stats = None
-        if self.behaviour.trains:
-            deadline = self.clock.start(round_) + run.publish_fraction * run.round_seconds
-            pages = self.behaviour.pages(self, round_)
-            stats = self.trainer.train_round(self.book, pages, self.generator, deadline)
+        plan = Plan(
+            round=round_,
+            pages=self.behaviour.pages(self, round_) if self.behaviour.trains else None,
+            seed=self.round_seed(round_),
+            deadline=self.clock.start(round_) + run.publish_fraction * run.round_seconds,
+        )
+        stats = train(self.trainer, self.book, self.cluster.broadcast(plan))
+        self.trainer.copy_into(self.model)  # θ_i, for the pseudo-gradient; reset by the outer step
         tokens = stats.tokens if stats else 0
         delta = self.feedback.compensate_all(pseudo_gradient(base, self.model))
         meta = {"hotkey": self.hotkey, "round": round_, "tokens": tokens}
         payload = encode_payload(delta, self.recipe.compression.codec, meta)
-        self.feedback.update_all(
-            decode_payload(payload, self.shapes)[1]
-        )  # residual: what peers did not receive
+        sent = decode_payload(payload, self.shapes)[1]  # decoded one parameter at a time
+        self.feedback.update_all(sent)  # residual: what peers did not receive
         published = self.behaviour.delta(self, round_, delta)
         if published is not delta:  # a cheat publishes something else than it trained
             payload = encode_payload(published, self.recipe.compression.codec, meta)
@@ -75,29 +149,36 @@ class Miner(Node):
 
         self.clock.sleep_until(self.clock.end(round_))
         base, base_fp, resynced = self.follow_validator(round_, base, base_fp)
+        gather_started = time.monotonic()
         submissions = self.gather(round_, base_fp)
+        gather_seconds = time.monotonic() - gather_started
         record = self.leading_record(round_, "aggregation")
         averaged = self.outer_step(base, submissions, set(record["members"]) if record else None)
+        self.trainer.start_from(self.model)
+        self.checkpoint.save(round_, encode_global(self.model, self.outer, self.feedback))
         fp = self.publish_fingerprint(round_ + 1)
         self.events.write(
             {
                 "round": round_,
                 "role": self.behaviour.name,
+                "world_size": self.cluster.world_size,
+                "optimizer_steps": self.trainer.optimizer_steps,
+                "resumed_after": self.resumed_after,
                 "inner_steps": stats.steps if stats else 0,
                 "train_loss": stats.loss if stats else None,
                 "inner_seconds": stats.seconds if stats else 0.0,
                 "tokens": tokens,
+                "tokens_per_second": tokens / stats.seconds if stats and stats.seconds else 0.0,
                 "payload_bytes": len(payload),
-                # Uploads since the previous record: a slow peer's fetch may land in the next round's.
-                "bytes_sent": self.peer.bytes_served - self._bytes_reported,
+                "compression_ratio": 4 * sum(t.numel() for t in delta.values()) / len(payload),
+                **self.traffic(),
+                "gather_seconds": gather_seconds,
                 "averaged": len(averaged),
                 "resynced": resynced,
                 "rejected": {s.hotkey: s.reason for s in submissions if s.reason},
                 "fingerprint": fp,
             }
         )
-        self._bytes_reported = self.peer.bytes_served
-        log.info("round %d: %s, %d submissions averaged", round_, stats or "no training", len(averaged))
 
     def follow_validator(
         self, round_: int, base: dict, base_fp: list[float]
@@ -121,3 +202,27 @@ class Miner(Node):
             return base, base_fp, False
         log.warning("round %d: θ differed from the leading validator's; adopted its checkpoint", round_)
         return snapshot(self.model), fingerprint(self.model), True
+
+
+class Worker:
+    """A miner process other than rank 0: no keys, no peer, no chain; it trains what rank 0 plans."""
+
+    def __init__(self, recipe: Recipe, options: NodeOptions, cluster: Cluster):
+        self.cluster = cluster
+        self.book = PageBook(load_corpus(recipe.data), recipe.data, recipe.run.seed, recipe.model.context)
+        self.trainer = InnerTrainer(build_model(recipe.model, recipe.run.seed), recipe.inner, cluster)
+        self.checkpoint = MinerCheckpoint(Path(options.out_dir) / "checkpoint", cluster)
+        self.checkpoint.load()
+        self.trainer.start_from(None)
+
+    def run(self) -> None:
+        # The collectives of `Miner.run_round`, in its order.
+        while (plan := self.cluster.broadcast(None)) is not None:
+            train(self.trainer, self.book, plan)
+            self.trainer.copy_into(None)
+            self.trainer.start_from(None)
+            self.checkpoint.save(plan.round, None)
+        self.cluster.finish()
+
+    def close(self) -> None:
+        """Nothing to release: the network lives in rank 0."""

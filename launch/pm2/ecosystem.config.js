@@ -41,7 +41,7 @@ const common = {
   kill_timeout: 30000, // SIGINT first, SIGKILL only after 30 s: distrain stops p2pd in between
   treekill: true, // on stop, signal the whole process tree, not just the launcher
   merge_logs: true,
-  time: true, // timestamp every log line
+  time: false, // every line is a JSON object with its own "time"; a pm2 prefix would break it
   env: {
     WANDB_MODE: "offline", // never prompt for a wandb login from a daemon
     HIVEMIND_LOGLEVEL: "WARNING",
@@ -61,6 +61,7 @@ function nodeArgs(role, walletName) {
     "--port", env[`DISTRAIN_${role.toUpperCase()}_PORT`] || (role === "miner" ? "31338" : "31339"),
     "--genesis", genesis,
     "--out", `runs/${model}/${role}`,
+    "--log.format", "json", // one JSON object per line, no progress bar: for pm2 logs and log shippers
   ];
 }
 

@@ -1,0 +1,84 @@
+"""A miner's own checkpoint, committed at the end of every round, so that a restart resumes its training.
+
+    OUT/checkpoint/
+      round-<r>/           accelerate's `save_state` of every rank: the inner AdamW (sharded under
+                           FSDP), the grad scaler, the RNGs; and `global.safetensors`: θ_{r+1}, the
+                           outer momentum and the error-feedback residual, from rank 0
+      latest.json          the commit point, {"round": r, "folder": "round-<r>"}, replaced atomically
+
+`kill -9` at any moment leaves `latest.json` naming a complete folder, the new one or the previous one;
+a folder that a crash left half-written is never named and is overwritten or removed later. The data
+position needs no saving: each round's batches are drawn from a seed of (hotkey, round, rank).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+
+import torch.nn as nn
+
+from distrain.compression import ErrorFeedback
+from distrain.files import write_atomically
+from distrain.training.cluster import Cluster
+from distrain.training.outer import OuterOptimizer
+from distrain.training.state import encode_state, load_state
+
+GLOBAL = "global.safetensors"
+FEEDBACK = "feedback/"
+"""Prefix of the error-feedback residuals among the global state's extra tensors."""
+
+
+def encode_global(model: nn.Module, outer: OuterOptimizer, feedback: ErrorFeedback) -> bytes:
+    """Rank 0's part of the checkpoint: θ, the outer momentum and the residual, as safetensors."""
+    residuals = {FEEDBACK + name: t.contiguous() for name, t in feedback.state_dict().items()}
+    return encode_state(model, outer, residuals)
+
+
+def load_global(data: bytes, model: nn.Module, outer: OuterOptimizer, feedback: ErrorFeedback) -> None:
+    """Restore what `encode_global` saved."""
+    extra = load_state(data, model, outer)
+    feedback.load_state_dict(
+        {name.removeprefix(FEEDBACK): t for name, t in extra.items() if name.startswith(FEEDBACK)}
+    )
+
+
+class MinerCheckpoint:
+    """Save and restore what only this miner knows; every method is collective (call it on every rank)."""
+
+    def __init__(self, folder: Path, cluster: Cluster):
+        self.folder, self.cluster = folder, cluster
+        self.latest = folder / "latest.json"
+        # The replica's weights are θ_{r+1} by the time a round is saved, and θ is in global.safetensors
+        # already: leave them out of accelerate's part (FSDP saves its shards regardless).
+        cluster.accelerator.register_save_state_pre_hook(lambda models, weights, folder: weights.clear())
+        cluster.accelerator.register_load_state_pre_hook(lambda models, folder: models.clear())
+        # accelerate logs every file it writes at INFO: once a round, that would bury the miner's own line.
+        logging.getLogger("accelerate").setLevel(logging.WARNING)
+
+    def save(self, round_: int, global_state: bytes | None) -> None:
+        """Commit the state after `round_`; `global_state` is rank 0's (`encode_global`), None elsewhere."""
+        folder = self.folder / f"round-{round_}"
+        self.cluster.accelerator.save_state(str(folder), safe_serialization=True)
+        if self.cluster.is_main:
+            write_atomically(folder / GLOBAL, global_state)
+        self.cluster.barrier()  # every rank's part is on disk before rank 0 names the folder
+        if self.cluster.is_main:
+            write_atomically(self.latest, json.dumps({"round": round_, "folder": folder.name}))
+            for old in self.folder.glob("round-*"):
+                if old != folder:
+                    shutil.rmtree(old, ignore_errors=True)
+
+    def load(self) -> tuple[int, bytes | None] | None:
+        """Restore every rank's inner state from the last commit: (its round, rank 0's global state), or None."""
+        latest = None
+        if self.cluster.is_main and self.latest.exists():
+            latest = json.loads(self.latest.read_text())
+        latest = self.cluster.broadcast(latest)  # rank 0's commit decides what every rank loads
+        if latest is None:
+            return None
+        folder = self.folder / latest["folder"]
+        self.cluster.accelerator.load_state(str(folder))
+        return latest["round"], (folder / GLOBAL).read_bytes() if self.cluster.is_main else None
