@@ -7,8 +7,6 @@ override (`--inner.steps 20`). Errors users can fix print one line and exit with
 from __future__ import annotations
 
 import argparse
-import logging
-import os
 import signal
 import sys
 
@@ -16,12 +14,14 @@ from distrain.bench import add_bench_commands
 from distrain.chain import ChainError
 from distrain.chain.cli import add_chain_commands
 from distrain.config import RecipeError, explain, load_recipe
+from distrain.logs import add_log_format_argument, configure_logging
 from distrain.network import NetworkError
 from distrain.network.bootstrap import add_dht_command
 from distrain.node import NodeError
+from distrain.tracking import WANDB_MODES, TrackingError
 from distrain.validation import report
 
-USER_ERRORS = (RecipeError, ChainError, NetworkError, NodeError, TimeoutError)
+USER_ERRORS = (RecipeError, ChainError, NetworkError, NodeError, TrackingError, TimeoutError)
 
 
 def _interrupt(*_) -> None:
@@ -75,6 +75,14 @@ def _add_node_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--genesis-file", default=None, help="wait for this file to hold the genesis")
     parser.add_argument("--rounds", type=int, default=None, help="stop after this many rounds")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument(
+        "--wandb.mode",
+        dest="wandb_mode",
+        choices=[mode for mode in WANDB_MODES if mode],
+        default=None,
+        help="track to wandb in this mode: short for --tracking.backend wandb --tracking.mode MODE",
+    )
+    add_log_format_argument(parser)
 
 
 def _node_options(args):
@@ -100,6 +108,8 @@ def _run_node(args, overrides: list[str], make_node) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     stop_on_sigterm()
+    if args.wandb_mode:
+        overrides = [*overrides, "--tracking.backend", "wandb", "--tracking.mode", args.wandb_mode]
     node = make_node(load_recipe(args.recipe, overrides), _node_options(args))
     try:
         node.run()
@@ -111,9 +121,9 @@ def _run_node(args, overrides: list[str], make_node) -> int:
 
 
 def cmd_miner(args, overrides: list[str]) -> int:
-    from distrain.miner import Miner
+    from distrain.miner import start_miner
 
-    return _run_node(args, overrides, lambda recipe, options: Miner(recipe, options, args.behaviour))
+    return _run_node(args, overrides, lambda recipe, options: start_miner(recipe, options, args.behaviour))
 
 
 def cmd_validator(args, overrides: list[str]) -> int:
@@ -139,6 +149,7 @@ def cmd_swarm(args, overrides: list[str]) -> int:
         rounds=args.rounds,
         out_dir=args.out,
         startup_timeout=args.startup_timeout,
+        miner_processes=args.miner_processes,
     )
     return run_swarm(recipe, options)
 
@@ -170,6 +181,12 @@ def build_parser() -> argparse.ArgumentParser:
     swarm.add_argument("--rounds", type=int, default=10, help="rounds to run")
     swarm.add_argument("--out", default="runs/swarm", help="output folder (summary.json, loss.png, logs)")
     swarm.add_argument("--startup-timeout", type=float, default=120.0, help="seconds for all peers to start")
+    swarm.add_argument(
+        "--miner-processes",
+        type=int,
+        default=1,
+        help="run the first honest miner as this many DDP processes (accelerate launch, CPU)",
+    )
     swarm.set_defaults(func=cmd_swarm)
 
     miner = commands.add_parser("miner", help="train and publish pseudo-gradients")
@@ -197,20 +214,16 @@ def build_parser() -> argparse.ArgumentParser:
     recipe.add_argument("--explain", action="store_true", help="every key with its default and meaning")
     recipe.set_defaults(func=cmd_recipe)
 
-    add_dht_command(commands)
+    add_log_format_argument(add_dht_command(commands))
     add_chain_commands(commands)
     add_bench_commands(commands)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(
-        level=os.environ.get("DISTRAIN_LOGLEVEL", "INFO"),
-        format="%(asctime)s %(levelname).1s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-    )
     parser = build_parser()
     args, rest = parser.parse_known_args(argv)
+    configure_logging(getattr(args, "log_format", "text"))
     takes_overrides = args.func in (cmd_miner, cmd_validator, cmd_swarm, cmd_recipe)
     if rest and not takes_overrides:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")

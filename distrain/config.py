@@ -13,6 +13,7 @@ Every field has a docstring; `distrain recipe --explain` prints them.
 from __future__ import annotations
 
 import ast
+import copy
 import dataclasses
 import difflib
 import hashlib
@@ -24,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
+
+from distrain.tracking import TRACKERS, WANDB_MODES
 
 
 class RecipeError(ValueError):
@@ -151,6 +154,9 @@ class ValidatorConfig:
     """At most this many submissions are evaluated per round; the least recently evaluated go first."""
     newcomer_slots: int = 8
     """Never-evaluated hotkeys admitted to the next aggregation set beside the miners with a positive score."""
+    aggregation_sets: bool = True
+    """Publish each round's aggregation set (who may enter the average). Off: miners average every
+    submission that passes the cheap checks, for a trusted swarm or a benchmark of training alone."""
     ema: float = 0.5
     """Weight of the newest round in the exponential moving average of scores."""
     weights_interval: int = 2
@@ -183,6 +189,24 @@ class ChainConfig:
 
 
 @dataclass
+class TrackingConfig:
+    """Where each node sends its per-round metrics (not part of the recipe hash)."""
+
+    backend: str = "none"
+    """`none`, `wandb` or `tensorboard`: the tracker (accelerate's) that receives each round's event record
+    as `train/*`, `comm/*`, `val/*` and `chain/*` metrics. The run id is kept in `--out`, so a restarted
+    node continues its run."""
+    project: str = "distrain"
+    """wandb project; runs are grouped by `run.run_id` and named by role and hotkey."""
+    mode: str = ""
+    """wandb mode: `offline`, `online` or `disabled`; empty: the `WANDB_MODE` environment variable, else
+    `offline` (upload later with `wandb sync`). `--wandb.mode MODE` is short for `--tracking.backend wandb
+    --tracking.mode MODE`."""
+    dir: str = ""
+    """Folder for the tracker's files; empty: the node's `--out` folder (`wandb/`, `tensorboard/` in it)."""
+
+
+@dataclass
 class Recipe:
     """Everything a peer needs to know to join a run."""
 
@@ -194,10 +218,11 @@ class Recipe:
     compression: CompressionConfig = field(default_factory=CompressionConfig)
     validator: ValidatorConfig = field(default_factory=ValidatorConfig)
     chain: ChainConfig = field(default_factory=ChainConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
-    # Sections that describe where or how a peer scores and pays, not what is trained: two peers may
-    # differ there and still train together.
-    LOCAL_SECTIONS: typing.ClassVar[tuple[str, ...]] = ("validator", "chain")
+    # Sections that describe where or how a peer scores, pays and reports, not what is trained: two peers
+    # may differ there and still train together.
+    LOCAL_SECTIONS: typing.ClassVar[tuple[str, ...]] = ("validator", "chain", "tracking")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -244,6 +269,14 @@ class Recipe:
         for key, ok in checks:
             if not ok:
                 raise RecipeError(f"recipe key '{key}' has an invalid value: {_get(self, key)!r}")
+        for key, value, choices in (
+            ("tracking.backend", self.tracking.backend, ("none", *TRACKERS)),
+            ("tracking.mode", self.tracking.mode, WANDB_MODES),
+        ):
+            if value not in choices:
+                raise RecipeError(
+                    f"recipe key '{key}' must be one of {', '.join(map(repr, choices))}, got {value!r}"
+                )
         if self.chain.network and self.chain.backend != "bittensor":
             raise RecipeError("recipe key 'chain.network' needs 'chain.backend: bittensor'")
         if self.model.arch == "tiny-gpt" and self.model.d_model % self.model.n_heads:
@@ -354,13 +387,18 @@ def load_recipe(path: str | Path | None = None, overrides: list[str] | dict | No
             raise RecipeError(
                 f"recipe file '{path}' is not valid YAML: {str(error).splitlines()[0]}"
             ) from None
-    recipe = recipe_from_dict(data)
+    return derive_recipe(recipe_from_dict(data), overrides)
+
+
+def derive_recipe(recipe: Recipe, overrides: list[str] | dict | None) -> Recipe:
+    """A validated copy of `recipe` with dotted overrides applied; `recipe` itself is left as it was."""
+    derived = copy.deepcopy(recipe)
     if isinstance(overrides, list):
         overrides = parse_overrides(overrides)
     for key, value in (overrides or {}).items():
-        _set(recipe, key, value)
-    recipe.validate()
-    return recipe
+        _set(derived, key, value)
+    derived.validate()
+    return derived
 
 
 def explain() -> str:

@@ -17,14 +17,15 @@ import torch
 from distrain.chain import Metagraph, check_signer, load_hotkey, open_chain
 from distrain.chain.cache import MetagraphCache
 from distrain.clock import BlockClock, RoundClock, wait_for_genesis
-from distrain.compression import PayloadError, decode_payload
+from distrain.compression import CompressedDelta, PayloadError, decode_payload
 from distrain.config import Recipe
 from distrain.data import PageBook, load_corpus
 from distrain.files import append_jsonl
+from distrain.logs import round_summary
 from distrain.models import build_model
 from distrain.network import FetchError, Peer, round_key
+from distrain.tracking import Tracker, open_tracker
 from distrain.training import OuterOptimizer, aggregate, fingerprint, fingerprints_match
-from distrain.training.outer import global_norm
 from distrain.validation import check_announcement, check_delta
 
 log = logging.getLogger("distrain")
@@ -69,20 +70,31 @@ class Submission:
 
     hotkey: str
     body: dict
-    delta: dict[str, torch.Tensor] | None = None
+    delta: CompressedDelta | None = None
+    """The validated pseudo-gradient, still compressed; None when rejected."""
     reason: str | None = None
     """Why it was rejected; None when it passed every check."""
 
 
 class EventLog:
-    """Append-only JSON lines: one record per round, read by the swarm and by reports."""
+    """A node's one record per round, for three readers: `events.jsonl` (append-only JSON lines, read by
+    the swarm and by reports), the node's log (a one-line summary), and the experiment tracker if there
+    is one (the same keys as namespaced metrics, see `distrain.tracking`)."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, logger: logging.Logger = log, tracker: Tracker | None = None):
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
+        self.path, self.logger, self.tracker = path, logger, tracker
 
     def write(self, record: dict) -> None:
         append_jsonl(self.path, [{"time": time.time(), **record}])
+        message, fields = round_summary(record)
+        self.logger.info(message, extra={"fields": fields})
+        if self.tracker is not None:
+            self.tracker.log(record)
+
+    def close(self) -> None:
+        if self.tracker is not None:
+            self.tracker.close()
 
 
 class Node:
@@ -92,9 +104,20 @@ class Node:
         self.recipe, self.options = recipe, options
         self.recipe_hash = recipe.hash()
         self.out_dir = Path(options.out_dir)
-        self.events = EventLog(self.out_dir / "events.jsonl")
         self.keypair = load_hotkey(options.wallet_path, options.wallet_name, options.wallet_hotkey)
         self.hotkey = self.keypair.ss58_address
+        role = type(self).__name__.lower()
+        tracker = open_tracker(
+            recipe.tracking,
+            self.out_dir,
+            name=f"{role}-{self.hotkey[:8]}",
+            group=recipe.run.run_id,
+            config={**recipe.to_dict(), "hotkey": self.hotkey, "recipe_hash": self.recipe_hash},
+        )
+        self.events = EventLog(
+            self.out_dir / "events.jsonl", logging.getLogger(type(self).__module__), tracker
+        )
+        self._traffic_reported = (0, 0)
         self.chain = open_chain(**recipe.chain.connection())
         self.metagraph = MetagraphCache(self.chain)
         if self.metagraph.get().uid_of(self.hotkey) is None:
@@ -125,8 +148,20 @@ class Node:
         return RoundClock(genesis, self.recipe.run.round_seconds)
 
     def close(self) -> None:
+        self.events.close()
         self.peer.shutdown()
         self.chain.close()
+
+    def traffic(self) -> dict[str, int]:
+        """Payload bytes uploaded and downloaded since the last call, for the round's event record (a slow
+        peer's fetch of this round's payload may land in the next record)."""
+        sent, received = self.peer.bytes_served, self.peer.bytes_fetched
+        traffic = {
+            "bytes_sent": sent - self._traffic_reported[0],
+            "bytes_received": received - self._traffic_reported[1],
+        }
+        self._traffic_reported = (sent, received)
+        return traffic
 
     # -- the shared round mechanics ------------------------------------------------------------------
 
@@ -180,7 +215,7 @@ class Node:
 
     def _reject_norm_outliers(self, submissions: list[Submission]) -> None:
         """A delta far above the round's median norm is an attack, not an update to clip."""
-        norms = {s.hotkey: global_norm(s.delta) for s in submissions if s.delta is not None}
+        norms = {s.hotkey: s.delta.norm() for s in submissions if s.delta is not None}
         if not norms:
             return
         median = float(torch.tensor(list(norms.values())).median())

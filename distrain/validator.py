@@ -91,10 +91,13 @@ class Validator(Node):
         base, base_fp = snapshot(self.model), fingerprint(self.model)
         announced, first_seen = self.watch(round_)
         metagraph = self.metagraph.get()
+        gather_started = time.monotonic()
         submissions = self.gather(round_, base_fp, announced)
+        gather_seconds = time.monotonic() - gather_started
         # The outer step uses exactly the rule miners use (cheap checks + the published set) so that
         # everyone lands on the same θ_{r+1}; copies and cheats leave the set from the next round on.
-        averaged = self.outer_step(base, submissions, set(self.members or ()))
+        members = set(self.members or ()) if self.cfg.aggregation_sets else None
+        averaged = self.outer_step(base, submissions, members)
         self.flag_copies(submissions, first_seen)
         results = self.evaluate(round_, base, submissions)
         gains = _shares({hotkey: result["score_gain"] for hotkey, result in results.items()})
@@ -126,6 +129,10 @@ class Validator(Node):
                 },
                 "scores": dict(self.scores.scores),
                 "weights": weights,
+                **self.traffic(),
+                "gather_seconds": gather_seconds,
+                "block": metagraph.block,
+                "incentive": {h: i for h, i in zip(metagraph.hotkeys, metagraph.incentive) if i > 0},
                 "fingerprint": fp,
             }
         )
@@ -237,7 +244,7 @@ class Validator(Node):
             "peer_id": self.peer.peer_id,
         }
         self.peer.publish(self.key(round_, "checkpoint"), self.keypair, checkpoint, self.ttl)
-        if self.members is not None:
+        if self.members is not None and self.cfg.aggregation_sets:
             members = {**self.record_body("aggregation", round_), "members": self.members}
             self.peer.publish(self.key(round_, "aggregation"), self.keypair, members, self.ttl)
         return fp

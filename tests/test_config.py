@@ -69,6 +69,16 @@ def test_parse_overrides_forms():
 
 def test_explain_documents_every_field():
     text = explain()
-    for section in ("run", "model", "data", "inner", "outer", "compression", "validator", "chain"):
+    for section in (
+        "run",
+        "model",
+        "data",
+        "inner",
+        "outer",
+        "compression",
+        "validator",
+        "chain",
+        "tracking",
+    ):
         assert f"{section}:" in text
     assert "steps: 24" in text and "Inner steps per round" in text

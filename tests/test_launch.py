@@ -296,6 +296,7 @@ def test_compose_commands_are_valid_distrain_commands():
             assert command[0] == "distrain"
             args = check_distrain_command(command[1:], mount=IN_CONTAINER)
         assert args.command == name
+        assert args.log_format == "json", f"{name} should log one JSON object per line"
         if name != "dht":
             # The entry point adds --initial-peers; the chain file lives on the shared volume.
             assert args.loaded_recipe.chain.path == "/chain/chain.sqlite"
@@ -361,6 +362,7 @@ def test_pm2_apps_run_distrain_directly_with_restarts():
         assert args.command == name.removeprefix("distrain-")
         assert args.initial_peers == PEERS.split() and args.genesis == 1767225600
         assert args.wallet_path == "/home/miner/.bittensor/wallets"
+        assert args.log_format == "json", "a service logs one JSON object per line"
         ports.add(args.port)
     assert apps["distrain-miner"]["script"] == "accelerate", "the miner trains through accelerate"
     assert len(ports) == 2, "miner and validator on one box need two ports"
@@ -413,6 +415,7 @@ def test_systemd_exec_start_is_a_valid_command_with_the_example_env_file():
     assert words[0] == f"{IN_CONTAINER}/.venv/bin/accelerate"
     _, args = check_accelerate_command(words[1:], mount=IN_CONTAINER)
     assert args.command == "miner" and args.out.startswith("/var/lib/distrain/")
+    assert args.log_format == "json", "a service logs one JSON object per line"
     assert args.initial_peers == settings["INITIAL_PEERS"].split()
 
 
