@@ -42,7 +42,8 @@ def plot_swarm(summary: dict, validator_events: list[dict], path: Path) -> None:
                 label=f"{miner['name']} ({miner['role']})",
             )
     weight_ax.set(xlabel="rounds completed", ylabel="weight set on chain", title="Per-miner weight")
-    weight_ax.legend(fontsize=8)
+    if weight_ax.lines:  # no weights were set in a run shorter than `weights_interval`
+        weight_ax.legend(fontsize=8)
 
     colours = [HONEST if m["role"] == "honest" else CHEAT for m in miners]
     incentive_ax.bar([m["name"] for m in miners], [m["incentive"] for m in miners], color=colours)
@@ -78,6 +79,34 @@ def plot_validator_scores(series: dict[str, list[tuple[int, float, bool]]], path
     # Past a screenful of miners the legend would hide the lines it names.
     if len(series) <= 20:
         ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_convergence(results: list, path: Path) -> None:
+    """Validation loss against bytes each miner uploaded (log scale), one line per benchmark run.
+
+    Left of a line is cheaper, below is better: the per-step baseline sits far right, and the
+    question each compressed run answers is how far left it moves without rising.
+    """
+    fig, ax = plt.subplots(figsize=(10, 5.5))
+    for result in results:
+        points = [(max(x, 1.0), loss) for x, loss in result.curve[1:]]  # log axis: start after round 1
+        style = {"marker": ".", "label": f"{result.name} (H={result.inner_steps}, {result.codec})"}
+        if result.name == "ddp":
+            style.update(color="black", linestyle="--")
+        elif result.name.startswith("recommended"):
+            style.update(color=CHEAT, linewidth=2.5)
+        ax.plot(*zip(*points), **style)
+    ax.set_xscale("log")
+    ax.set(
+        xlabel="bytes uploaded per miner (cumulative)",
+        ylabel="validation loss (nats/byte)",
+        title="Loss against communication: every run trains the same tokens",
+    )
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -11,13 +11,16 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
 import yaml
 
 from distrain.chain import LocalChain, SubnetParams, create_wallet
@@ -45,8 +48,14 @@ class SwarmOptions:
     """Output folder: summary.json, loss.png, and one subfolder of logs per peer."""
     startup_timeout: float = 120.0
     """Seconds all peers together may take to start."""
+    key_seed: str | None = None
+    """Derive every wallet's keys from this seed and the member's name (the same hotkeys, so the same
+    page assignments and batches, in every run of a benchmark); None: random keys."""
     shared_secret: bool = False
     """Give every validator the same evaluation secret, so that they score identically (for tests)."""
+    miner_processes: int = 1
+    """Processes of the first honest miner: above 1 it runs under `accelerate launch` as a data-parallel
+    miner (DDP over gloo, on the CPU), as a multi-GPU miner would."""
 
 
 @dataclass
@@ -59,6 +68,8 @@ class Member:
     hotkey: str
     out_dir: Path
     args: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    """Environment variables of its own, over the swarm's."""
     process: subprocess.Popen | None = None
 
     @property
@@ -82,7 +93,8 @@ class SwarmError(RuntimeError):
 
 
 class ProcessGroup:
-    """Child processes, each in its own session; `stop()` terminates them and everything they spawned."""
+    """Child processes, each in its own session; `stop()` terminates them and everything they spawned,
+    including the sessions of their own (torchrun, under `accelerate launch`, starts each rank in one)."""
 
     def __init__(self):
         self.processes: list[subprocess.Popen] = []
@@ -97,21 +109,44 @@ class ProcessGroup:
         return process
 
     def stop(self, grace: float = 10.0) -> None:
-        for process in self.processes:
-            _signal_group(process, signal.SIGTERM)
+        # Walk the trees first: once a launcher exits, its ranks' sessions can no longer be found.
+        groups = {group for process in self.processes for group in _process_groups(process)}
+        for group in groups:
+            _signal_group(group, signal.SIGTERM)
         deadline = time.time() + grace
         for process in self.processes:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(timeout=max(0.1, deadline - time.time()))
-        # SIGKILL the whole group even after a clean exit: a p2pd daemon may outlive its parent.
+        # SIGKILL every group even after a clean exit: a p2pd daemon may outlive its parent.
+        for group in groups:
+            _signal_group(group, signal.SIGKILL)
         for process in self.processes:
-            _signal_group(process, signal.SIGKILL)
             process.wait()
 
 
-def _signal_group(process: subprocess.Popen, sig: int) -> None:
+def _process_groups(process: subprocess.Popen) -> set[int]:
+    """The process group of `process` (it leads its own) and those of all its descendants."""
+    groups = {process.pid}
+    with contextlib.suppress(psutil.Error):
+        for child in psutil.Process(process.pid).children(recursive=True):
+            with contextlib.suppress(psutil.Error, ProcessLookupError):
+                groups.add(os.getpgid(child.pid))
+    return groups
+
+
+def _signal_group(group: int, sig: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, sig)
+        os.killpg(group, sig)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _print_now(line: str) -> None:
+    print(line, flush=True)
 
 
 def _child_env() -> dict:
@@ -125,7 +160,7 @@ def _child_env() -> dict:
 class Swarm:
     """Everything one local swarm run owns."""
 
-    def __init__(self, recipe: Recipe, options: SwarmOptions):
+    def __init__(self, recipe: Recipe, options: SwarmOptions, echo=_print_now):
         if recipe.chain.network:
             raise RecipeError("a local swarm runs its own chain: leave 'chain.network' empty")
         self.options = options
@@ -140,6 +175,8 @@ class Swarm:
         self.processes = ProcessGroup()
         self.members = self._create_members()
         self.genesis = self.initial_loss = None
+        self.echo = echo
+        """Where the per-round progress lines go (a benchmark printing JSON sends them to stderr)."""
 
     def _create_members(self) -> list[Member]:
         wallets = self.out / "wallets"
@@ -156,7 +193,7 @@ class Swarm:
             chain_path, netuid=self.recipe.chain.netuid, params=SubnetParams(), create=True
         ) as chain:
             for name, role in roles:
-                wallet = create_wallet(str(wallets), name)
+                wallet = create_wallet(str(wallets), name, seed=self.options.key_seed)
                 hotkey = wallet.hotkey.ss58_address
                 chain.register(hotkey, wallet.coldkeypub.ss58_address)
                 if role == "validator":
@@ -165,6 +202,9 @@ class Swarm:
         for member in members:
             for stale in ("events.jsonl", "ready"):
                 (member.out_dir / stale).unlink(missing_ok=True)
+            # A new swarm is a new run: miners and validators would otherwise resume the last one's state.
+            for state in ("checkpoint", "state"):
+                shutil.rmtree(member.out_dir / state, ignore_errors=True)
         return members
 
     # -- start -----------------------------------------------------------------------------------
@@ -173,7 +213,7 @@ class Swarm:
         maddrs = self._start_bootstrap()
         for member in self.members:
             command = "validator" if member.role == "validator" else "miner"
-            args = [sys.executable, "-m", "distrain", command, "--recipe", str(self.recipe_path)]
+            args = [*self._launcher(member), command, "--recipe", str(self.recipe_path)]
             args += ["--wallet.path", str(self.out / "wallets"), "--wallet.name", member.name]
             args += ["--initial-peers", *maddrs, "--out", str(member.out_dir), "--threads", "1"]
             args += ["--genesis-file", str(self.out / "genesis.json"), "--rounds", str(self.options.rounds)]
@@ -182,7 +222,7 @@ class Swarm:
             elif self.options.shared_secret:
                 args += ["--secret-file", str(self.out / "validator-secret")]
             member.args = args
-            member.process = self.processes.start(args, member.log_path, _child_env())
+            member.process = self.processes.start(args, member.log_path, {**_child_env(), **member.env})
         self._wait_until_ready()
         # Everyone is up: round 0 starts in a moment, for all of them at once.
         self.genesis = time.time() + 1.0
@@ -191,8 +231,21 @@ class Swarm:
     def restart(self, member: Member) -> None:
         """Start a member again with the same arguments (after it crashed or was killed)."""
         member.process = self.processes.start(
-            member.args, member.log_path.with_suffix(".restart.txt"), _child_env()
+            member.args, member.log_path.with_suffix(".restart.txt"), {**_child_env(), **member.env}
         )
+
+    def _launcher(self, member: Member) -> list[str]:
+        """`python -m distrain`, or `accelerate launch` of it for the first honest miner when it has
+        several processes; those train on the CPU (DDP over gloo) even where there is a GPU."""
+        if member.name != "miner-0" or self.options.miner_processes == 1:
+            return [sys.executable, "-m", "distrain"]
+        member.env["CUDA_VISIBLE_DEVICES"] = ""
+        return [
+            sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu",
+            "--num_processes", str(self.options.miner_processes), "--num_machines", "1",
+            "--mixed_precision", "no", "--dynamo_backend", "no",
+            "--main_process_port", str(_free_port()), "-m", "distrain",
+        ]  # fmt: skip
 
     def _start_bootstrap(self) -> list[str]:
         maddrs_file = self.out / "dht" / "maddrs.txt"
@@ -246,7 +299,7 @@ class Swarm:
             for event in validator.events():
                 if event["round"] > printed:
                     printed = event["round"]
-                    print(self._progress_line(event), flush=True)
+                    self.echo(self._progress_line(event))
             overdue = self.genesis + (printed + 3) * round_seconds + 30
             if time.time() > overdue:
                 raise SwarmError(

@@ -5,12 +5,15 @@ from __future__ import annotations
 import argparse
 
 from distrain.bench.compress import add_compress_command
+from distrain.bench.convergence import add_convergence_command
 
 
 def add_bench_commands(subparsers: argparse._SubParsersAction) -> None:
     """Register `distrain bench` and its subcommands on the CLI's top-level subparsers."""
-    bench = subparsers.add_parser("bench", help="measure codecs and other building blocks")
-    add_compress_command(bench.add_subparsers(dest="bench_command", required=True))
+    bench = subparsers.add_parser("bench", help="measure codecs, and convergence against bytes sent")
+    commands = bench.add_subparsers(dest="bench_command", required=True)
+    add_compress_command(commands)
+    add_convergence_command(commands)
 
 
 __all__ = ["add_bench_commands"]

@@ -1,14 +1,17 @@
-"""`python -m distrain.bench compress ...`: the benchmarks without the rest of the CLI."""
+"""`python -m distrain.bench compress|convergence ...`: the benchmarks without the rest of the CLI."""
 
 import argparse
 import sys
 
 from distrain.bench.compress import add_compress_command
+from distrain.bench.convergence import add_convergence_command
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="distrain bench", description=__doc__.splitlines()[0])
-    add_compress_command(parser.add_subparsers(dest="bench_command", required=True))
+    commands = parser.add_subparsers(dest="bench_command", required=True)
+    add_compress_command(commands)
+    add_convergence_command(commands)
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -3,24 +3,37 @@
 The path is always given by the caller, so nothing here reads or writes the user's ``~/.bittensor``.
 """
 
+import hashlib
+
 import bittensor as bt
 from bittensor.sp_core import KeyfileError, Keypair
 
 from .base import ChainError
 
 
-def create_wallet(path: str, name: str, hotkey: str = "default") -> bt.Wallet:
+def create_wallet(path: str, name: str, hotkey: str = "default", seed: str | None = None) -> bt.Wallet:
     """Create an unencrypted coldkey and hotkey under ``path/name``, offline and without prompts.
 
     Keys that already exist are kept: a throwaway wallet may still hold stake in a local chain, and a
-    second call (a restarted swarm) should get the same keys back rather than new ones.
+    second call (a restarted swarm) should get the same keys back rather than new ones. With `seed`,
+    the keys derive from it and the wallet's name: benchmarks get the same hotkeys, hence the same
+    page assignments and batches, in every run. Never seed keys that will hold real value.
     """
     wallet = bt.Wallet(name=name, hotkey=hotkey, path=path)
     if not wallet.coldkeypub_file.exists_on_device():
-        wallet.create_new_coldkey(use_password=False, overwrite=True, suppress=True)
+        _make_key(wallet, "coldkey", seed)
     if not wallet.hotkey_file.exists_on_device():
-        wallet.create_new_hotkey(use_password=False, overwrite=True, suppress=True)
+        _make_key(wallet, "hotkey", seed)
     return wallet
+
+
+def _make_key(wallet: bt.Wallet, kind: str, seed: str | None) -> None:
+    options = {"use_password": False, "overwrite": True, "suppress": True}
+    if seed is None:
+        getattr(wallet, f"create_new_{kind}")(**options)
+    else:
+        derived = hashlib.sha256(f"{seed}|{wallet.name}|{kind}".encode()).hexdigest()
+        getattr(wallet, f"regenerate_{kind}")(seed="0x" + derived, **options)
 
 
 def load_wallet(path: str, name: str, hotkey: str = "default") -> bt.Wallet:

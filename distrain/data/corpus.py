@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import glob
 import hashlib
+import os
 import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,8 +33,13 @@ class Corpus:
 def stdlib_files() -> list[Path]:
     """The `.py` files of the running interpreter's standard library, tests and site-packages excluded."""
     root = Path(sysconfig.get_paths()["stdlib"])
-    skip = {"site-packages", "test", "tests", "idlelib", "__pycache__"}
-    return sorted(p for p in root.rglob("*.py") if not skip.intersection(p.relative_to(root).parts))
+    skip = {"site-packages", "dist-packages", "test", "tests", "idlelib", "__pycache__"}
+    files = []
+    # os.walk lets us prune: site-packages (torch and friends) would otherwise cost seconds per start.
+    for folder, subfolders, names in os.walk(root):
+        subfolders[:] = [name for name in subfolders if name not in skip]
+        files += [Path(folder, name) for name in names if name.endswith(".py")]
+    return sorted(files)
 
 
 def resolve_files(corpus: str) -> list[Path]:

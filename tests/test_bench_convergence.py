@@ -1,0 +1,97 @@
+"""`distrain bench convergence`: the plan of runs, the targets, and a small real run end to end."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from distrain.bench.convergence import SCALES, RunResult, Scale, plan_runs, target_checks
+from distrain.compression import CODECS, RECOMMENDED
+from distrain.config import RecipeError
+
+FIELDS = {"name", "inner_steps", "codec", "final_loss", "bytes_per_miner", "wall_s", "compute_utilisation"}
+
+
+def test_the_default_plan_compares_ddp_diloco_and_every_codec():
+    runs = plan_runs(SCALES["cpu"], codec_steps=24, codecs=list(CODECS))
+    names = [r.name for r in runs]
+    assert names[0] == "ddp" and runs[0].inner_steps == 1 and runs[0].codec == "fp32"
+    assert {"diloco-h12", "diloco-h24", "diloco-h48", "recommended", "recommended-h48", "templar"} <= set(
+        names
+    )
+    assert {r.codec for r in runs} == set(CODECS)  # fp32 is the uncompressed DiLoCo
+    assert len(names) == len(set(names))
+    assert all(SCALES["cpu"].steps % r.inner_steps == 0 for r in runs)  # same tokens in every run
+    assert next(r for r in runs if r.name == "recommended").codec == RECOMMENDED
+
+
+def test_an_h_that_does_not_divide_the_steps_is_refused():
+    with pytest.raises(RecipeError, match="diloco-h7"):
+        plan_runs(Scale(miners=2, steps=24, diloco_steps=(7,)), codec_steps=24, codecs=["fp32"])
+
+
+def _result(name: str, loss: float, sent: float) -> RunResult:
+    return RunResult(name, 1, "fp32", loss, sent, 1.0, 0.5, 1, 1.0, 1.0, 1.0, sent, 5.0, [])
+
+
+def test_targets_compare_the_runs_they_name():
+    results = [
+        _result("ddp", 2.00, 1e9),
+        _result("diloco-h24", 2.05, 1e7),
+        _result("recommended", 2.07, 5e4),
+        _result("templar", 2.10, 9e4),
+    ]
+    checks = {c["target"]: c for c in target_checks(results, codec_steps=24)}
+    assert checks["recommended within 2% of diloco-h24"]["met"]
+    assert checks["recommended no worse than templar"]["met"]
+    assert not checks["recommended within 3% of ddp"]["met"]  # 3.5% above ddp
+    assert checks["recommended sends >= 10,000x fewer bytes than ddp"]["fewer_bytes"] == 20_000
+
+
+@pytest.fixture(scope="module")
+def bench_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("convergence")
+    recipe = out / "recipe.yaml"
+    recipe.write_text("data: {max_corpus_mb: 2, pages_per_round: 4}\nvalidator: {assignment_pages: 2}\n")
+    command = [
+        sys.executable, "-m", "distrain", "bench", "convergence", "--json", "--out", str(out),
+        "--recipe", str(recipe), "--steps", "4", "--diloco-steps", "4", "--codec-steps", "4",
+        "--codecs", f"fp32,{RECOMMENDED}",
+    ]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return out, json.loads(result.stdout)  # stdout holds exactly one JSON object; progress is on stderr
+
+
+def test_json_contract_and_files(bench_run):
+    out, report = bench_run
+    runs = {r["name"]: r for r in report["runs"]}
+    assert set(runs) == {"ddp", "diloco-h4", "recommended"}
+    assert all(set(r) >= FIELDS for r in runs.values())
+    assert runs["ddp"]["inner_steps"] == 1 and runs["recommended"]["codec"] == RECOMMENDED
+    saved = json.loads((out / "convergence.json").read_text())
+    assert saved["runs"] == report["runs"]
+    assert (out / "convergence.png").stat().st_size > 10_000
+
+
+def test_every_run_trains_the_same_tokens_and_learns(bench_run):
+    _, report = bench_run
+    tokens = {r["tokens_per_miner"] for r in report["runs"]}
+    assert tokens == {4 * 16 * 64}  # steps x batch x context: no deadline cut a round short
+    for run in report["runs"]:
+        assert run["final_loss"] < run["initial_loss"]
+        assert 0 < run["compute_utilisation"] < 1 and run["wall_s"] > 0
+        assert run["averaged_fraction"] == 1.0
+
+
+def test_bytes_follow_exchanges_and_compression(bench_run):
+    _, report = bench_run
+    runs = {r["name"]: r for r in report["runs"]}
+    params = report["setup"]["parameters"]
+    # ddp: 4 exchanges of a dense fp32 delta, each fetched by the other miner and the validator.
+    assert runs["ddp"]["bytes_per_miner"] == pytest.approx(4 * 2 * 4 * params, rel=0.01)
+    assert runs["diloco-h4"]["bytes_per_miner"] == pytest.approx(runs["ddp"]["bytes_per_miner"] / 4, rel=0.01)
+    assert runs["recommended"]["bytes_per_miner"] < runs["diloco-h4"]["bytes_per_miner"] / 100
+    # The served-bytes counters saw at least the payloads fetched before each miner's last log line.
+    assert runs["ddp"]["bytes_served_per_miner"] >= 3 * 4 * params
