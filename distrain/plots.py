@@ -91,13 +91,16 @@ def plot_convergence(results: list, path: Path) -> None:
     question each compressed run answers is how far left it moves without rising.
     """
     fig, ax = plt.subplots(figsize=(10, 5.5))
+    # Red and black are kept for the recommended runs and the ddp baseline.
+    others = iter(plt.cm.tab20([i / 20 for i in range(20) if i not in (6, 7, 14, 15)]))
     for result in results:
         points = [(max(x, 1.0), loss) for x, loss in result.curve[1:]]  # log axis: start after round 1
         style = {"marker": ".", "label": f"{result.name} (H={result.inner_steps}, {result.codec})"}
+        style["color"] = next(others)
         if result.name == "ddp":
             style.update(color="black", linestyle="--")
         elif result.name.startswith("recommended"):
-            style.update(color=CHEAT, linewidth=2.5)
+            style.update(color=CHEAT, linewidth=2.5, linestyle="-" if result.name == "recommended" else ":")
         ax.plot(*zip(*points), **style)
     ax.set_xscale("log")
     ax.set(

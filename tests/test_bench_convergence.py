@@ -56,8 +56,8 @@ def bench_run(tmp_path_factory):
     recipe.write_text("data: {max_corpus_mb: 2, pages_per_round: 4}\nvalidator: {assignment_pages: 2}\n")
     command = [
         sys.executable, "-m", "distrain", "bench", "convergence", "--json", "--out", str(out),
-        "--recipe", str(recipe), "--steps", "4", "--diloco-steps", "4", "--codec-steps", "4",
-        "--codecs", f"fp32,{RECOMMENDED}",
+        "--recipe", str(recipe), "--steps", "2", "--diloco-steps", "2", "--codec-steps", "2",
+        "--codecs", f"fp32,{RECOMMENDED}", "--only", "ddp,recommended",  # two swarms: CI has 2 cores
     ]  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -67,7 +67,7 @@ def bench_run(tmp_path_factory):
 def test_json_contract_and_files(bench_run):
     out, report = bench_run
     runs = {r["name"]: r for r in report["runs"]}
-    assert set(runs) == {"ddp", "diloco-h4", "recommended"}
+    assert set(runs) == {"ddp", "recommended"}
     assert all(set(r) >= FIELDS for r in runs.values())
     assert runs["ddp"]["inner_steps"] == 1 and runs["recommended"]["codec"] == RECOMMENDED
     saved = json.loads((out / "convergence.json").read_text())
@@ -78,7 +78,7 @@ def test_json_contract_and_files(bench_run):
 def test_every_run_trains_the_same_tokens_and_learns(bench_run):
     _, report = bench_run
     tokens = {r["tokens_per_miner"] for r in report["runs"]}
-    assert tokens == {4 * 16 * 64}  # steps x batch x context: no deadline cut a round short
+    assert tokens == {2 * 16 * 64}  # steps x batch x context: no deadline cut a round short
     for run in report["runs"]:
         assert run["final_loss"] < run["initial_loss"]
         assert 0 < run["compute_utilisation"] < 1 and run["wall_s"] > 0
@@ -89,9 +89,9 @@ def test_bytes_follow_exchanges_and_compression(bench_run):
     _, report = bench_run
     runs = {r["name"]: r for r in report["runs"]}
     params = report["setup"]["parameters"]
-    # ddp: 4 exchanges of a dense fp32 delta, each fetched by the other miner and the validator.
-    assert runs["ddp"]["bytes_per_miner"] == pytest.approx(4 * 2 * 4 * params, rel=0.01)
-    assert runs["diloco-h4"]["bytes_per_miner"] == pytest.approx(runs["ddp"]["bytes_per_miner"] / 4, rel=0.01)
-    assert runs["recommended"]["bytes_per_miner"] < runs["diloco-h4"]["bytes_per_miner"] / 100
+    # ddp: 2 exchanges of a dense fp32 delta, each fetched by the other miner and the validator.
+    assert runs["ddp"]["bytes_per_miner"] == pytest.approx(2 * 2 * 4 * params, rel=0.01)
+    # recommended: 1 exchange (H = 2) of a payload > 100x smaller than fp32.
+    assert runs["recommended"]["bytes_per_miner"] < runs["ddp"]["bytes_per_miner"] / 2 / 100
     # The served-bytes counters saw at least the payloads fetched before each miner's last log line.
-    assert runs["ddp"]["bytes_served_per_miner"] >= 3 * 4 * params
+    assert runs["ddp"]["bytes_served_per_miner"] >= 4 * params
