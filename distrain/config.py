@@ -127,7 +127,8 @@ class CompressionConfig:
     """A preset of `distrain.compression.CODECS`: `fp32`, `fp16`, `bf16` (dense), `int8` (blockwise),
     `topk` (recommended: 40 of every 4096 values, Rice-coded indices, 2-bit values, ~0.11 bits/value),
     `topk-dct` (the same on DCT coefficients), `topk-q4` (4-bit values), `templar` (64 of 4096, 12-bit
-    indices, 2-bit values). `distrain bench compress` measures them all."""
+    indices, 2-bit values), `lowrank` (rank-r int8 factors of each matrix; pair it with
+    `outer.momentum: 0`). `distrain bench compress` and `distrain bench convergence` measure them all."""
     error_decay: float = 0.95
     """Error feedback: the part of a delta that compression dropped is added back next round, times
     this decay (Templar: 0.95); 0 disables it. Matters only for lossy codecs."""
