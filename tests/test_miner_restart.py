@@ -1,13 +1,11 @@
 """A miner killed with SIGKILL mid-round and restarted with the same command resumes from its checkpoint."""
 
 import json
-import os
-import signal
 import time
 
 import pytest
+from swarm_helpers import kill_in_round_two, small_recipe
 
-from distrain.config import load_recipe
 from distrain.swarm import Swarm, SwarmOptions
 
 ROUND_SECONDS, ROUNDS = 10.0, 7
@@ -21,25 +19,9 @@ def committed(member) -> int:
     return json.loads(latest.read_text())["round"] if latest.exists() else -1
 
 
-def wait_for(condition, timeout: float) -> None:
-    deadline = time.time() + timeout
-    while not condition():
-        assert time.time() < deadline, "timed out"
-        time.sleep(0.1)
-
-
 @pytest.fixture(scope="module")
 def restarted(tmp_path_factory):
-    recipe = load_recipe(
-        None,
-        {
-            "run.round_seconds": str(ROUND_SECONDS),
-            "inner.steps": "8",
-            "data.max_corpus_mb": "2",
-            "data.pages_per_round": "4",
-            "validator.assignment_pages": "4",
-        },
-    )
+    recipe = small_recipe(ROUND_SECONDS, inner_steps=8)
     options = SwarmOptions(miners=2, rounds=ROUNDS, out_dir=str(tmp_path_factory.mktemp("miner-restart")))
     swarm = Swarm(recipe, options)
     try:
@@ -47,11 +29,7 @@ def restarted(tmp_path_factory):
         validator, survivor, victim = swarm.members
         # Let the victim commit round 1, kill it in the middle of round 2, and keep it down until round 3
         # runs: it comes back with θ_2 while the run holds θ_3, and must catch up.
-        wait_for(lambda: committed(victim) >= 1, timeout=6 * ROUND_SECONDS)
-        time.sleep(max(0.0, swarm.genesis + 2.5 * ROUND_SECONDS - time.time()))
-        os.killpg(victim.process.pid, signal.SIGKILL)
-        victim.process.wait()
-        killed_after = committed(victim)
+        killed_after = kill_in_round_two(swarm, victim, committed)
         time.sleep(max(0.0, swarm.genesis + 3.1 * ROUND_SECONDS - time.time()))
         swarm.restart(victim)
         swarm.follow()

@@ -1,13 +1,10 @@
 """A validator killed with SIGKILL mid-round and restarted ends with the scores of one never killed."""
 
 import json
-import os
-import signal
-import time
 
 import pytest
+from swarm_helpers import kill_in_round_two, small_recipe
 
-from distrain.config import load_recipe
 from distrain.swarm import Swarm, SwarmOptions
 
 ROUND_SECONDS = 10.0
@@ -18,25 +15,9 @@ def committed(member) -> int:
     return json.loads(state.read_text())["round"] if state.exists() else -1
 
 
-def wait_for(condition, timeout: float) -> None:
-    deadline = time.time() + timeout
-    while not condition():
-        assert time.time() < deadline, "timed out"
-        time.sleep(0.1)
-
-
 @pytest.fixture(scope="module")
 def restarted_swarm(tmp_path_factory):
-    recipe = load_recipe(
-        None,
-        {
-            "run.round_seconds": str(ROUND_SECONDS),
-            "inner.steps": "10",
-            "data.max_corpus_mb": "2",
-            "data.pages_per_round": "4",
-            "validator.assignment_pages": "4",
-        },
-    )
+    recipe = small_recipe(ROUND_SECONDS, inner_steps=10)
     options = SwarmOptions(
         miners=2, validators=2, rounds=5, out_dir=str(tmp_path_factory.mktemp("restart")), shared_secret=True
     )
@@ -44,12 +25,7 @@ def restarted_swarm(tmp_path_factory):
     try:
         swarm.start()
         survivor, victim = swarm.members[0], swarm.members[1]
-        # Let the victim commit round 1, then kill it in the middle of round 2.
-        wait_for(lambda: committed(victim) >= 1, timeout=6 * ROUND_SECONDS)
-        time.sleep(max(0.0, swarm.genesis + 2.5 * ROUND_SECONDS - time.time()))
-        os.killpg(victim.process.pid, signal.SIGKILL)
-        victim.process.wait()
-        killed_after = committed(victim)
+        killed_after = kill_in_round_two(swarm, victim, committed)
         swarm.restart(victim)
         swarm.follow()
     finally:
