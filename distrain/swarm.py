@@ -337,6 +337,16 @@ class Swarm:
 
     # -- finish ----------------------------------------------------------------------------------
 
+    def run(self) -> dict:
+        """Start every peer, follow the run to its last round, stop everything (whatever happened), and
+        return the summary; raises SwarmError when a peer fails."""
+        try:
+            self.start()
+            self.follow()
+        finally:
+            self.processes.stop()
+        return self.summarise()
+
     def summarise(self) -> dict:
         from distrain.plots import plot_swarm
 
@@ -406,17 +416,13 @@ def run_swarm(recipe: Recipe, options: SwarmOptions) -> int:
         flush=True,
     )
     try:
-        swarm.start()
-        swarm.follow()
+        summary = swarm.run()
     except SwarmError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted: stopping every peer", file=sys.stderr)
         return 130
-    finally:
-        swarm.processes.stop()
-    summary = swarm.summarise()
     print(
         f"done in {time.time() - started:.0f} s: loss {summary['initial_val_loss']:.3f} -> "
         f"{summary['final_val_loss']:.3f}; summary.json and loss.png in {swarm.out}"

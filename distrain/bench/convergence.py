@@ -143,16 +143,15 @@ def plan_runs(scale: Scale, codec_steps: int, codecs: list[str]) -> list[BenchRu
 
 
 def measure_step_seconds(recipe: Recipe, steps: int = 6) -> float:
-    """Seconds of one inner step of the recipe on one thread (after a warm-up step)."""
+    """Seconds of one inner step of the recipe on one thread (after as many warm-up steps)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as every swarm peer runs
     try:
         book = PageBook(load_corpus(recipe.data), recipe.data, recipe.run.seed, recipe.model.context)
         model = build_model(recipe.model, recipe.run.seed)
-        trainer = InnerTrainer(model, dataclasses.replace(recipe.inner, steps=1))
+        trainer = InnerTrainer(model, dataclasses.replace(recipe.inner, steps=steps))
         pages, generator = book.assignment("calibration", 0), torch.Generator().manual_seed(0)
-        trainer.train_round(book, pages, generator, math.inf)
-        trainer.cfg = dataclasses.replace(recipe.inner, steps=steps)
+        trainer.train_round(book, pages, generator, math.inf)  # AdamW state and allocator warm up
         stats = trainer.train_round(book, pages, generator, math.inf)
         return stats.seconds / stats.steps
     finally:
@@ -181,12 +180,7 @@ def run_one(base: Recipe, run: BenchRun, scale: Scale, step_seconds: float, out:
     # The same seeded hotkeys in every run: the same pages and batches, so runs differ by method only.
     options = SwarmOptions(miners=scale.miners, rounds=rounds, out_dir=str(out / run.name), key_seed="bench")
     swarm = Swarm(recipe, options, echo=echo)
-    try:
-        swarm.start()
-        swarm.follow()
-    finally:
-        swarm.processes.stop()
-    summary = swarm.summarise()
+    summary = swarm.run()
 
     miners = [m.events() for m in swarm.members if m.role != "validator"]
     receivers = scale.miners - 1 + options.validators  # everyone else fetches each payload once
