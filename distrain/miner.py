@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 from distrain.adversaries import BEHAVIOURS
-from distrain.compression import ErrorFeedback, decode_payload, encode_payload, get_codec
+from distrain.compression import ErrorFeedback, encode_payload, get_codec, outer_overrides
 from distrain.config import Recipe
 from distrain.data import PageBook, load_corpus
 from distrain.models import build_model
@@ -64,6 +64,13 @@ def train(trainer: InnerTrainer, book: PageBook, plan: Plan) -> InnerStats | Non
     return trainer.train_round(book, plan.pages, generator, plan.deadline)
 
 
+def round_seed(run_seed: int, hotkey: str, round_: int) -> int:
+    """The seed of a miner's batches in a round: each miner samples its own windows, and seeding by
+    (hotkey, round) makes a run, and a resumed miner, reproducible."""
+    digest = hashlib.sha256(f"{run_seed}|{hotkey}|{round_}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 2
+
+
 def start_miner(recipe: Recipe, options: NodeOptions, behaviour: str = "honest") -> Miner | Worker:
     """This process's part of a miner: the whole `Miner` on rank 0, a training `Worker` on the others."""
     # The other ranks wait in a collective while rank 0 publishes, gathers and waits for a round.
@@ -80,6 +87,15 @@ class Miner(Node):
         if behaviour not in BEHAVIOURS:
             raise NodeError(f"unknown miner behaviour '{behaviour}', expected one of {sorted(BEHAVIOURS)}")
         get_codec(recipe.compression.codec)  # an unknown codec fails now, not at the first publish
+        suggested = outer_overrides(recipe.compression.codec)
+        if suggested and recipe.outer.momentum > 0:
+            log.warning(
+                "codec %s is sparse: its error feedback already plays outer momentum, and outer momentum"
+                " %.2f on top of it overshoots; measured best: %s",
+                recipe.compression.codec,
+                recipe.outer.momentum,
+                " ".join(f"--{key} {value}" for key, value in suggested.items()),
+            )
         self.cluster = cluster or Cluster.start()
         super().__init__(recipe, options)
         self.behaviour = BEHAVIOURS[behaviour]()
@@ -118,29 +134,22 @@ class Miner(Node):
         self.cluster.broadcast(None)  # no plan: the other processes stop
         self.cluster.finish()
 
-    def round_seed(self, round_: int) -> int:
-        """Each miner samples its own windows; seeding by (hotkey, round) makes a run, and a resumed
-        miner, reproducible."""
-        digest = hashlib.sha256(f"{self.recipe.run.seed}|{self.hotkey}|{round_}".encode()).digest()
-        return int.from_bytes(digest[:8], "little") >> 2
-
     def run_round(self, round_: int) -> None:
         base, base_fp = snapshot(self.model), fingerprint(self.model)
         run = self.recipe.run
         plan = Plan(
             round=round_,
             pages=self.behaviour.pages(self, round_) if self.behaviour.trains else None,
-            seed=self.round_seed(round_),
+            seed=round_seed(self.recipe.run.seed, self.hotkey, round_),
             deadline=self.clock.start(round_) + run.publish_fraction * run.round_seconds,
         )
         stats = train(self.trainer, self.book, self.cluster.broadcast(plan))
         self.trainer.copy_into(self.model)  # θ_i, for the pseudo-gradient; reset by the outer step
         tokens = stats.tokens if stats else 0
-        delta = self.feedback.compensate_all(pseudo_gradient(base, self.model))
         meta = {"hotkey": self.hotkey, "round": round_, "tokens": tokens}
-        payload = encode_payload(delta, self.recipe.compression.codec, meta)
-        sent = decode_payload(payload, self.shapes)[1]  # decoded one parameter at a time
-        self.feedback.update_all(sent)  # residual: what peers did not receive
+        delta, payload, _ = self.feedback.send(
+            pseudo_gradient(base, self.model), self.recipe.compression.codec, meta, self.shapes
+        )
         published = self.behaviour.delta(self, round_, delta)
         if published is not delta:  # a cheat publishes something else than it trained
             payload = encode_payload(published, self.recipe.compression.codec, meta)

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from distrain.bench.convergence import SCALES, RunResult, Scale, plan_runs, target_checks
-from distrain.compression import CODECS, RECOMMENDED
+from distrain.compression import CODECS, RECOMMENDED, SPARSE_OUTER_LR
 from distrain.config import RecipeError
 
 FIELDS = {"name", "inner_steps", "codec", "final_loss", "bytes_per_miner", "wall_s", "compute_utilisation"}
@@ -17,13 +17,21 @@ def test_the_default_plan_compares_ddp_diloco_and_every_codec():
     runs = plan_runs(SCALES["cpu"], codec_steps=24, codecs=list(CODECS))
     names = [r.name for r in runs]
     assert names[0] == "ddp" and runs[0].inner_steps == 1 and runs[0].codec == "fp32"
-    assert {"diloco-h12", "diloco-h24", "diloco-h48", "recommended", "recommended-h48", "templar"} <= set(
-        names
-    )
+    expected = {"diloco-h12", "diloco-h24", "diloco-h24-avg", "diloco-h48", "recommended", "recommended-h48"}
+    assert expected | {"templar"} <= set(names)
     assert {r.codec for r in runs} == set(CODECS)  # fp32 is the uncompressed DiLoCo
     assert len(names) == len(set(names))
     assert all(SCALES["cpu"].steps % r.inner_steps == 0 for r in runs)  # same tokens in every run
     assert next(r for r in runs if r.name == "recommended").codec == RECOMMENDED
+    # Sparse codecs run with plain SGD at their own lr (error feedback stands in for momentum); dense
+    # ones and uncompressed DiLoCo with the recipe's Nesterov step.
+    for run in runs:
+        if run.codec in SPARSE_OUTER_LR:
+            assert run.overrides == {
+                "outer.lr": SPARSE_OUTER_LR[run.codec], "outer.momentum": 0.0, "outer.nesterov": False
+            }  # fmt: skip
+        elif run.name.startswith("diloco-h") and not run.name.endswith("-avg"):
+            assert run.overrides == {}
 
 
 def test_an_h_that_does_not_divide_the_steps_is_refused():
@@ -44,6 +52,9 @@ def test_targets_compare_the_runs_they_name():
     ]
     checks = {c["target"]: c for c in target_checks(results, codec_steps=24)}
     assert checks["recommended within 2% of diloco-h24"]["met"]
+    # With both uncompressed runs at the codecs' H, the recommended codec is held to the better one.
+    better = {c["target"]: c for c in target_checks([*results, _result("diloco-h24-avg", 2.02, 1e7)], 24)}
+    assert not better["recommended within 2% of diloco-h24-avg"]["met"]
     assert checks["recommended no worse than templar"]["met"]
     assert not checks["recommended within 3% of ddp"]["met"]  # 3.5% above ddp
     assert checks["recommended sends >= 10,000x fewer bytes than ddp"]["fewer_bytes"] == 20_000
@@ -95,3 +106,23 @@ def test_bytes_follow_exchanges_and_compression(bench_run):
     assert runs["recommended"]["bytes_per_miner"] < runs["ddp"]["bytes_per_miner"] / 2 / 100
     # The served-bytes counters saw at least the payloads fetched before each miner's last log line.
     assert runs["ddp"]["bytes_served_per_miner"] >= 4 * params
+
+
+def test_bench_rounds_reproduces_the_swarms_losses_in_one_process(bench_run):
+    # The same recipe, hotkeys, pages, batches, codec and outer step without the network: every miner
+    # finished its steps in the swarms (see above), so the losses must agree up to float summation order.
+    out, report = bench_run
+    command = [
+        sys.executable, "-m", "distrain", "bench", "rounds", "--json", "--recipe", str(out / "recipe.yaml"),
+        "--steps", "2", "--diloco-steps", "2", "--codec-steps", "2", "--only", "ddp,recommended",
+    ]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    rounds = {r["name"]: r for r in json.loads(result.stdout)["runs"]}
+    params = report["setup"]["parameters"]
+    for swarm in report["runs"]:
+        model = rounds[swarm["name"]]
+        assert model["curve"] == pytest.approx([loss for _, loss in swarm["curve"]], abs=2e-3)
+        # Each payload reached the other miner and the validator in the swarm.
+        sent = model["bits_per_param"] / 8 * params * len(model["curve"][1:]) * 2
+        assert sent == pytest.approx(swarm["bytes_per_miner"], rel=0.02)

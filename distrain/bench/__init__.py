@@ -6,6 +6,7 @@ import argparse
 
 from distrain.bench.compress import add_compress_command
 from distrain.bench.convergence import add_convergence_command
+from distrain.bench.rounds import add_rounds_command
 
 
 def add_bench_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -14,6 +15,7 @@ def add_bench_commands(subparsers: argparse._SubParsersAction) -> None:
     commands = bench.add_subparsers(dest="bench_command", required=True)
     add_compress_command(commands)
     add_convergence_command(commands)
+    add_rounds_command(commands)
 
 
 __all__ = ["add_bench_commands"]

@@ -2,7 +2,7 @@
 
 from distrain.compression.base import Codec
 from distrain.compression.blockwise import BlockwiseInt8
-from distrain.compression.codecs import CODECS, RECOMMENDED, get_codec
+from distrain.compression.codecs import CODECS, RECOMMENDED, SPARSE_OUTER_LR, get_codec, outer_overrides
 from distrain.compression.dense import DenseCodec
 from distrain.compression.feedback import ErrorFeedback
 from distrain.compression.payload import CompressedDelta, PayloadError, decode_payload, encode_payload
@@ -11,6 +11,7 @@ from distrain.compression.topk import ChunkedTopK
 __all__ = [
     "CODECS",
     "RECOMMENDED",
+    "SPARSE_OUTER_LR",
     "BlockwiseInt8",
     "ChunkedTopK",
     "Codec",
@@ -21,4 +22,5 @@ __all__ = [
     "decode_payload",
     "encode_payload",
     "get_codec",
+    "outer_overrides",
 ]

@@ -17,6 +17,7 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
@@ -35,6 +36,9 @@ class Codec(ABC):
     """Turns one parameter's pseudo-gradient into tensors that travel, and back."""
 
     name: str
+    blob: ClassVar[bool] = False
+    """Every parameter encodes to a single uint8 tensor (under ''), so a payload can pack them all into
+    one (see `distrain.compression.payload`)."""
 
     @abstractmethod
     def encode(self, tensor: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -5,7 +5,7 @@ small but consistent directions are never sent. With it, every coordinate's unse
 until it is large enough to be picked. The decay (Templar uses `ef = 0.95·ef + Δ`) forgets residuals
 that the model has moved past, so stale directions cannot pile up forever.
 
-Per round, in the miner:
+Per round, in the miner, `feedback.send(delta, codec, meta, shapes)`:
 
     delta = feedback.compensate_all(delta)                    # Δ + decay · residual
     payload = encode_payload(delta, codec, meta)
@@ -17,6 +17,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import torch
+
+from distrain.compression.payload import CompressedDelta, decode_payload, encode_payload
 
 
 class ErrorFeedback:
@@ -52,6 +54,17 @@ class ErrorFeedback:
     def update_all(self, sent: Mapping[str, torch.Tensor]) -> None:
         for name, tensor in sent.items():
             self.update(name, tensor)
+
+    def send(
+        self, delta: dict[str, torch.Tensor], codec_name: str, meta: dict, shapes: dict[str, torch.Size]
+    ) -> tuple[dict[str, torch.Tensor], bytes, CompressedDelta]:
+        """One round's payload: Δ plus the residual, compressed; what the payload did not carry becomes
+        the next residual. Returns the compensated delta, the payload, and the payload as peers decode it."""
+        compensated = self.compensate_all(delta)
+        payload = encode_payload(compensated, codec_name, meta)
+        sent = decode_payload(payload, shapes)[1]  # decoded one parameter at a time
+        self.update_all(sent)
+        return compensated, payload, sent
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return dict(self.residuals)

@@ -21,6 +21,7 @@ import functools
 import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -35,7 +36,7 @@ from distrain.compression.bitpack import (
     rice_encode,
     unpack,
 )
-from distrain.compression.dct import dct_chunks
+from distrain.compression.dct import dct_chunks, inverse_sparse
 from distrain.compression.quantize import MAX_BITS, dequantize, quantize
 from distrain.compression.selection import top_k_per_row
 
@@ -143,6 +144,7 @@ class ChunkedTopK(Codec):
     """
 
     name: str
+    blob: ClassVar[bool] = True
     chunk: int = 4096
     """Values per chunk (a square, e.g. 64×64, when `dct` is on)."""
     k: int = 40
@@ -187,7 +189,7 @@ class ChunkedTopK(Codec):
 
     def _encode_batch(self, flats: list[torch.Tensor]) -> Iterator[dict[str, torch.Tensor]]:
         layouts = [self.layout(flat.numel()) for flat in flats]
-        coefficients = [self._transform(flat, layout).numpy() for flat, layout in zip(flats, layouts)]
+        coefficients = [c.numpy() for c in self._transform_all(flats, layouts)]
         for values, positions, layout in zip(coefficients, self._select(coefficients, layouts), layouts):
             table, codes = quantize(values[positions], self.value_bits)
             blob = np.concatenate(
@@ -222,9 +224,17 @@ class ChunkedTopK(Codec):
     def _expand(self, positions: np.ndarray, values: np.ndarray, shape: torch.Size) -> torch.Tensor:
         """The dense tensor of `shape` holding `values` at `positions` (of the DCT coefficients with `dct`)."""
         layout = self.layout(shape.numel())
-        coefficients = np.zeros(layout.numel, np.float32)
-        coefficients[positions] = values
-        return self._transform(torch.from_numpy(coefficients), layout, inverse=True).view(shape)
+        dense = torch.zeros(layout.numel)
+        positions, values = torch.from_numpy(positions), torch.from_numpy(values)
+        if self.dct and layout.full:
+            # Every full chunk holds exactly k positions, first in the sorted order: k basis tiles each.
+            kept, full = layout.full * self.k, layout.full * self.chunk
+            within = (positions[:kept] % self.chunk).view(layout.full, self.k)
+            tiles = inverse_sparse(within, values[:kept].view(layout.full, self.k), math.isqrt(self.chunk))
+            dense[:full] = tiles.flatten()
+            positions, values = positions[kept:], values[kept:]
+        dense[positions] = values
+        return dense.view(shape)
 
     def estimated_bytes(self, numel: int) -> int:
         layout = self.layout(numel)
@@ -232,13 +242,16 @@ class ChunkedTopK(Codec):
         coding = INDEX_CODINGS[self.index_coding]
         return table + packed_size(layout.count, self.value_bits) + coding.estimated_bytes(layout)
 
-    def _transform(self, flat: torch.Tensor, layout: ChunkLayout, inverse: bool = False) -> torch.Tensor:
-        """The DCT of every full chunk (or its inverse) followed by the untouched tail; `flat` without `dct`."""
-        if not self.dct or not layout.full:
-            return flat
-        side, full = math.isqrt(self.chunk), layout.full * self.chunk
-        tiles = dct_chunks(flat[:full].view(-1, side, side), inverse)
-        return torch.cat([tiles.flatten(), flat[full:]])
+    def _transform_all(self, flats: list[torch.Tensor], layouts: list[ChunkLayout]) -> list[torch.Tensor]:
+        """The DCT of every full chunk of every tensor (one batched transform) followed by each tensor's
+        untouched tail; the tensors themselves without `dct`."""
+        if not self.dct:
+            return flats
+        side = math.isqrt(self.chunk)
+        fulls = [layout.full * self.chunk for layout in layouts]
+        tiles = dct_chunks(torch.cat([flat[:full] for flat, full in zip(flats, fulls)]).view(-1, side, side))
+        parts = tiles.flatten().split(fulls)
+        return [torch.cat([part, flat[full:]]) for part, flat, full in zip(parts, flats, fulls)]
 
     def _select(self, coefficients: list[np.ndarray], layouts: list[ChunkLayout]) -> list[np.ndarray]:
         """Per tensor, the sorted flat positions of the top-k magnitudes of each of its chunks.

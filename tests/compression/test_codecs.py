@@ -8,7 +8,7 @@ import torch
 
 from distrain.compression import CODECS, RECOMMENDED, BlockwiseInt8, ChunkedTopK, get_codec
 from distrain.compression.bitpack import pack
-from distrain.compression.dct import dct_chunks
+from distrain.compression.dct import dct_chunks, inverse_sparse
 from distrain.compression.topk import INDEX_CODINGS, ChunkLayout
 from distrain.config import RecipeError
 
@@ -72,6 +72,17 @@ def test_more_value_bits_lower_the_error_of_kept_values(bits):
     assert error < {1: 0.62, 2: 0.4, 4: 0.17, 8: 0.04}[bits]  # sign + mean magnitude: 0.603
 
 
+def test_sparse_inverse_dct_equals_the_dense_inverse():
+    coordinates = torch.stack(
+        [torch.randperm(64, generator=torch.Generator().manual_seed(i))[:5] for i in range(7)]
+    )
+    values = _random((7, 5))
+    coefficients = torch.zeros(7, 64).scatter_(1, coordinates, values).view(7, 8, 8)
+    assert torch.allclose(
+        inverse_sparse(coordinates, values, 8), dct_chunks(coefficients, inverse=True), atol=1e-6
+    )
+
+
 def test_dct_is_orthonormal_and_keeping_every_coefficient_is_near_lossless():
     tiles = _random((5, 8, 8))
     assert torch.allclose(dct_chunks(dct_chunks(tiles), inverse=True), tiles, atol=1e-5)
@@ -90,7 +101,7 @@ def test_dct_finds_smooth_structure_that_plain_topk_misses():
 
 def test_recommended_and_templar_sizes():
     numel = 4096 * 1000
-    assert CODECS[RECOMMENDED].estimated_bytes(numel) * 8 / numel <= 0.12
+    assert CODECS[RECOMMENDED].estimated_bytes(numel) * 8 / numel <= 0.15
     # Templar's configuration packed ideally: 64 · (12 + 2) / 4096 bits per value.
     assert CODECS["templar"].estimated_bytes(numel) * 8 / numel == pytest.approx(64 * 14 / 4096, rel=1e-3)
     x = _random(numel)

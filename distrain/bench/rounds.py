@@ -1,0 +1,155 @@
+"""`distrain bench rounds`: the arithmetic of the round protocol in one process, for quick sweeps.
+
+Each run trains like a swarm of the same recipe: every miner is an `InnerTrainer` fed the pages and
+batch seeds a swarm miner would get (the same seeded hotkeys as `bench convergence`), sends its
+pseudo-gradient through error feedback and its codec's real bytes, and θ moves by the clipped average
+and the outer step of `distrain.training.outer`. What a swarm adds is left out: processes, P2P, DHT,
+clocks and deadlines, the validator's checks and scores. Every miner finishes all H steps and every
+delta is averaged, so a run is what `bench convergence` measures when nothing goes wrong, in seconds
+rather than a minute on the tiny model, and runnable on one GPU at the `gpu` scale (25M parameters).
+It is for sweeping settings; `bench convergence` remains the measurement of record.
+
+    distrain bench rounds --only diloco-h24,diloco-h24-avg,recommended,templar
+    distrain bench rounds --only recommended --set outer.lr=2 --set compression.error_decay=0.9
+    distrain bench rounds --scale gpu --json --seed 1
+
+The runs and their names are those of `bench convergence` (see its plan); `--set` applies to every
+run after the run's own settings, so it can move a sparse codec's outer learning rate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+
+from distrain.bench.convergence import BenchRun, Scale, add_plan_arguments, plan_from_args
+from distrain.chain.wallets import create_wallet
+from distrain.compression import RECOMMENDED, ErrorFeedback
+from distrain.config import Recipe, RecipeError, derive_recipe
+from distrain.data import PageBook, load_corpus
+from distrain.miner import Plan, round_seed, train
+from distrain.models import build_model
+from distrain.training import InnerTrainer, OuterOptimizer, aggregate, pseudo_gradient
+from distrain.training.cluster import Cluster
+from distrain.training.outer import snapshot
+from distrain.validation.evaluate import Evaluator
+
+KEY_SEED = "bench"
+"""`bench convergence`'s key seed: the same hotkeys, hence the same pages and batches."""
+
+
+@dataclass
+class RoundsResult:
+    """One run; the JSON output is a list of these."""
+
+    name: str
+    inner_steps: int
+    codec: str
+    final_loss: float
+    """Validation loss of θ after the last round (the validator's fixed validation pages)."""
+    bits_per_param: float
+    """Mean payload size over miners and rounds, in bits per parameter (wire bytes, header included)."""
+    seconds: float
+    curve: list[float]
+    """Validation loss after each round, from the initial model's."""
+
+
+def bench_hotkeys(miners: int) -> list[str]:
+    """The hotkeys a `bench convergence` swarm gives its miners (seeded keys, in a scratch folder)."""
+    with tempfile.TemporaryDirectory() as wallets:
+        return [
+            create_wallet(wallets, f"miner-{i}", seed=KEY_SEED).hotkey.ss58_address for i in range(miners)
+        ]
+
+
+def run_rounds(
+    recipe: Recipe, run: BenchRun, scale: Scale, book: PageBook, cluster: Cluster, seed: int
+) -> RoundsResult:
+    """`scale.steps // run.inner_steps` rounds of `scale.miners` miners, all in this process."""
+    started = time.time()
+    theta = build_model(recipe.model, recipe.run.seed)
+    shapes = {name: param.shape for name, param in theta.named_parameters()}
+    outer, evaluator = OuterOptimizer(theta, recipe.outer), Evaluator(theta, book)
+    val_pages = book.validation_pages(recipe.validator.val_pages)
+    hotkeys = bench_hotkeys(scale.miners)
+    trainers = [
+        InnerTrainer(build_model(recipe.model, recipe.run.seed), recipe.inner, cluster) for _ in hotkeys
+    ]
+    feedbacks = [ErrorFeedback(recipe.compression.error_decay) for _ in hotkeys]
+    trained = build_model(recipe.model, recipe.run.seed)  # θ_i of the miner being processed
+    curve, payload_bytes = [evaluator.loss(theta, val_pages)], 0
+    rounds = scale.steps // run.inner_steps
+    for round_ in range(rounds):
+        base, deltas = snapshot(theta), []
+        for hotkey, trainer, feedback in zip(hotkeys, trainers, feedbacks):
+            trainer.start_from(theta)
+            pages = book.assignment(hotkey, round_)
+            train(
+                trainer,
+                book,
+                Plan(round_, pages, round_seed(recipe.run.seed + seed, hotkey, round_), math.inf),
+            )
+            trainer.copy_into(trained)
+            meta = {"hotkey": hotkey, "round": round_, "tokens": 0}
+            _, payload, sent = feedback.send(
+                pseudo_gradient(base, trained), recipe.compression.codec, meta, shapes
+            )
+            payload_bytes += len(payload)
+            deltas.append(sent)
+        outer.step(base, aggregate(deltas))
+        curve.append(evaluator.loss(theta, val_pages))
+    parameters = sum(shape.numel() for shape in shapes.values())
+    return RoundsResult(
+        name=run.name,
+        inner_steps=run.inner_steps,
+        codec=run.codec,
+        final_loss=curve[-1],
+        bits_per_param=8 * payload_bytes / (rounds * len(hotkeys) * parameters),
+        seconds=time.time() - started,
+        curve=curve,
+    )
+
+
+def cmd_rounds(args: argparse.Namespace) -> int:
+    base, scale, runs = plan_from_args(args)
+    malformed = [item for item in args.set if "=" not in item]
+    if malformed:
+        raise RecipeError(f"--set takes KEY=VALUE, got {malformed}")
+    settings = dict(item.split("=", 1) for item in args.set)
+    book = PageBook(load_corpus(base.data), base.data, base.run.seed, base.model.context)
+    cluster = Cluster.start()
+    echo = (lambda line: print(line, file=sys.stderr, flush=True)) if args.json else print
+    results = []
+    for run in runs:
+        overrides = {
+            "inner.steps": run.inner_steps,
+            "compression.codec": run.codec,
+            **run.overrides,
+            **settings,
+        }
+        results.append(run_rounds(derive_recipe(base, overrides), run, scale, book, cluster, args.seed))
+        r = results[-1]
+        echo(f"{r.name:18s} H={r.inner_steps:<3d} {r.codec:9s} final loss {r.final_loss:.4f}  "
+             f"{r.bits_per_param:8.4f} bits/param  {r.seconds:.0f} s")  # fmt: skip
+    if args.json:
+        print(json.dumps({"runs": [asdict(r) for r in results], "recommended": RECOMMENDED, "set": settings}))
+    return 0
+
+
+def add_rounds_command(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "rounds",
+        help="the round protocol's arithmetic in one process: quick sweeps of codecs and outer steps",
+    )
+    parser.add_argument("--json", action="store_true", help='print one JSON object {"runs": [...]}')
+    add_plan_arguments(parser)
+    parser.add_argument("--seed", type=int, default=0, help="shifts every miner's batch seeds (0: a swarm's)")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="recipe override for every run"
+    )
+    parser.set_defaults(func=cmd_rounds)
