@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 from distrain.adversaries import BEHAVIOURS
-from distrain.compression import ErrorFeedback, encode_payload, get_codec, outer_overrides
+from distrain.compression import ErrorFeedback, encode_payload, get_codec
 from distrain.config import Recipe
 from distrain.data import PageBook, load_corpus
 from distrain.models import build_model
@@ -87,15 +87,6 @@ class Miner(Node):
         if behaviour not in BEHAVIOURS:
             raise NodeError(f"unknown miner behaviour '{behaviour}', expected one of {sorted(BEHAVIOURS)}")
         get_codec(recipe.compression.codec)  # an unknown codec fails now, not at the first publish
-        suggested = outer_overrides(recipe.compression.codec)
-        if suggested and recipe.outer.momentum > 0:
-            log.warning(
-                "codec %s is sparse: its error feedback already plays outer momentum, and outer momentum"
-                " %.2f on top of it overshoots; measured best: %s",
-                recipe.compression.codec,
-                recipe.outer.momentum,
-                " ".join(f"--{key} {value}" for key, value in suggested.items()),
-            )
         self.cluster = cluster or Cluster.start()
         super().__init__(recipe, options)
         self.behaviour = BEHAVIOURS[behaviour]()

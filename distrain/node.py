@@ -17,7 +17,7 @@ import torch
 from distrain.chain import Metagraph, check_signer, load_hotkey, open_chain
 from distrain.chain.cache import MetagraphCache
 from distrain.clock import BlockClock, RoundClock, wait_for_genesis
-from distrain.compression import CompressedDelta, PayloadError, decode_payload
+from distrain.compression import CompressedDelta, PayloadError, decode_payload, recipe_advice
 from distrain.config import Recipe
 from distrain.data import PageBook, load_corpus
 from distrain.files import append_jsonl
@@ -118,6 +118,8 @@ class Node:
             self.out_dir / "events.jsonl", logging.getLogger(type(self).__module__), tracker
         )
         self._traffic_reported = (0, 0)
+        for advice in recipe_advice(recipe):
+            log.warning("%s", advice)
         self.chain = open_chain(**recipe.chain.connection())
         self.metagraph = MetagraphCache(self.chain)
         if self.metagraph.get().uid_of(self.hotkey) is None:

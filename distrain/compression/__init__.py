@@ -2,7 +2,15 @@
 
 from distrain.compression.base import Codec
 from distrain.compression.blockwise import BlockwiseInt8
-from distrain.compression.codecs import CODECS, RECOMMENDED, SPARSE_OUTER_LR, get_codec, outer_overrides
+from distrain.compression.codecs import (
+    CODECS,
+    RECOMMENDED,
+    SPARSE_ASSIGNMENT_MARGIN,
+    SPARSE_OUTER_LR,
+    get_codec,
+    outer_overrides,
+    recipe_advice,
+)
 from distrain.compression.dense import DenseCodec
 from distrain.compression.feedback import ErrorFeedback
 from distrain.compression.payload import CompressedDelta, PayloadError, decode_payload, encode_payload
@@ -11,6 +19,7 @@ from distrain.compression.topk import ChunkedTopK
 __all__ = [
     "CODECS",
     "RECOMMENDED",
+    "SPARSE_ASSIGNMENT_MARGIN",
     "SPARSE_OUTER_LR",
     "BlockwiseInt8",
     "ChunkedTopK",
@@ -23,4 +32,5 @@ __all__ = [
     "encode_payload",
     "get_codec",
     "outer_overrides",
+    "recipe_advice",
 ]

@@ -1,16 +1,25 @@
 """Every codec: round trips, error bounds, top-k selection, sizes, and decoders that reject lies."""
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from distrain.compression import CODECS, RECOMMENDED, BlockwiseInt8, ChunkedTopK, get_codec
+from distrain.compression import (
+    CODECS,
+    RECOMMENDED,
+    SPARSE_ASSIGNMENT_MARGIN,
+    BlockwiseInt8,
+    ChunkedTopK,
+    get_codec,
+    recipe_advice,
+)
 from distrain.compression.bitpack import pack
 from distrain.compression.dct import dct_chunks, inverse_sparse
 from distrain.compression.topk import INDEX_CODINGS, ChunkLayout
-from distrain.config import RecipeError
+from distrain.config import RecipeError, load_recipe
 
 SHAPES = [(4096 * 2 + 100,), (300, 70), (128,), (1,)]  # whole chunks + tail, 2-D, 1-D below one chunk
 
@@ -187,3 +196,18 @@ def test_non_finite_values_and_scales_are_rejected(name):
     stored[key][1] = float("nan")
     with pytest.raises(ValueError, match="non_finite"):
         codec.decode(stored, torch.Size([512]))
+
+
+def test_recipe_advice_names_the_measured_settings_of_sparse_codecs():
+    assert recipe_advice(load_recipe(None)) == []  # fp16: the recipe's own outer step and margin
+    advice = recipe_advice(load_recipe(None, ["--compression.codec", RECOMMENDED]))
+    assert len(advice) == 2
+    assert "--outer.lr 3.0 --outer.momentum 0.0 --outer.nesterov false" in advice[0]
+    assert (
+        "assignment_margin 0.05 flags most honest miners" in advice[1]
+        and str(SPARSE_ASSIGNMENT_MARGIN) in advice[1]
+    )
+    # The shipped recipes follow their own advice.
+    for path in Path(__file__).parents[2].glob("recipes/*/*.yaml"):
+        if path.parent.name != "accelerate_configs":
+            assert recipe_advice(load_recipe(path)) == [], path
