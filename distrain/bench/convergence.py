@@ -64,6 +64,8 @@ BENCH_VALIDATOR = {
     "validator.aggregation_sets": False,
 }
 PLAIN_AVERAGING = {"outer.lr": 1.0, "outer.momentum": 0.0, "outer.nesterov": False}
+KEY_SEED = "bench"
+"""Every run's wallets derive from this seed: the same hotkeys, hence the same pages and batches."""
 
 
 @dataclass
@@ -193,7 +195,7 @@ def run_one(base: Recipe, run: BenchRun, scale: Scale, step_seconds: float, out:
     recipe = derive_recipe(base, overrides)
     rounds = scale.steps // run.inner_steps
     # The same seeded hotkeys in every run: the same pages and batches, so runs differ by method only.
-    options = SwarmOptions(miners=scale.miners, rounds=rounds, out_dir=str(out / run.name), key_seed="bench")
+    options = SwarmOptions(miners=scale.miners, rounds=rounds, out_dir=str(out / run.name), key_seed=KEY_SEED)
     swarm = Swarm(recipe, options, echo=echo)
     summary = swarm.run()
 

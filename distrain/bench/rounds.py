@@ -27,7 +27,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 
-from distrain.bench.convergence import BenchRun, Scale, add_plan_arguments, plan_from_args
+from distrain.bench.convergence import KEY_SEED, BenchRun, Scale, add_plan_arguments, plan_from_args
 from distrain.chain.wallets import create_wallet
 from distrain.compression import RECOMMENDED, ErrorFeedback
 from distrain.config import Recipe, RecipeError, derive_recipe
@@ -38,9 +38,6 @@ from distrain.training import InnerTrainer, OuterOptimizer, aggregate, pseudo_gr
 from distrain.training.cluster import Cluster
 from distrain.training.outer import snapshot
 from distrain.validation.evaluate import Evaluator
-
-KEY_SEED = "bench"
-"""`bench convergence`'s key seed: the same hotkeys, hence the same pages and batches."""
 
 
 @dataclass
