@@ -10,7 +10,7 @@ import argparse
 import signal
 import sys
 
-from distrain.bench import add_bench_commands
+from distrain.bench.commands import add_bench_commands
 from distrain.chain import ChainError
 from distrain.chain.cli import add_chain_commands
 from distrain.config import RecipeError, explain, load_recipe

@@ -18,13 +18,9 @@ its plan through the collectives of `distrain.training.cluster`. A single proces
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
-from dataclasses import dataclass
 from pathlib import Path
-
-import torch
 
 from distrain.adversaries import BEHAVIOURS
 from distrain.compression import ErrorFeedback, encode_payload, get_codec
@@ -36,39 +32,11 @@ from distrain.node import Node, NodeError, NodeOptions
 from distrain.training import InnerTrainer, fingerprint, fingerprints_match, pseudo_gradient
 from distrain.training.checkpoint import MinerCheckpoint, encode_global, load_global
 from distrain.training.cluster import Cluster
-from distrain.training.inner import InnerStats
 from distrain.training.outer import snapshot
+from distrain.training.plan import Plan, round_seed, train
 from distrain.training.state import StateError, load_state
 
 log = logging.getLogger("distrain.miner")
-
-
-@dataclass
-class Plan:
-    """What rank 0 tells every process of the miner at the start of a round."""
-
-    round: int
-    pages: list[int] | None
-    """Pages to train on; None for a behaviour that does not train."""
-    seed: int
-    """Seed of the round's batches: rank k draws from `seed + k`, so ranks train different windows."""
-    deadline: float
-    """Publish deadline (epoch s); rank 0 alone decides when it has passed."""
-
-
-def train(trainer: InnerTrainer, book: PageBook, plan: Plan) -> InnerStats | None:
-    """Collective: this process's share of the round's inner steps."""
-    if plan.pages is None:
-        return None
-    generator = torch.Generator().manual_seed(plan.seed + trainer.cluster.rank)
-    return trainer.train_round(book, plan.pages, generator, plan.deadline)
-
-
-def round_seed(run_seed: int, hotkey: str, round_: int) -> int:
-    """The seed of a miner's batches in a round: each miner samples its own windows, and seeding by
-    (hotkey, round) makes a run, and a resumed miner, reproducible."""
-    digest = hashlib.sha256(f"{run_seed}|{hotkey}|{round_}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") >> 2
 
 
 def start_miner(recipe: Recipe, options: NodeOptions, behaviour: str = "honest") -> Miner | Worker:

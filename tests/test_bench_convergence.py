@@ -6,7 +6,8 @@ import sys
 
 import pytest
 
-from distrain.bench.convergence import SCALES, RunResult, Scale, plan_runs, target_checks
+from distrain.bench.convergence import RunResult, target_checks
+from distrain.bench.plan import SCALES, Scale, plan_runs
 from distrain.compression import CODECS, RECOMMENDED, SPARSE_OUTER_LR
 from distrain.config import RecipeError
 
@@ -113,7 +114,7 @@ def test_bench_rounds_reproduces_the_swarms_losses_in_one_process(bench_run):
     # finished its steps in the swarms (see above), so the losses must agree up to float summation order.
     out, report = bench_run
     command = [
-        sys.executable, "-m", "distrain", "bench", "rounds", "--json", "--recipe", str(out / "recipe.yaml"),
+        sys.executable, "-m", "distrain.bench.rounds", "--json", "--recipe", str(out / "recipe.yaml"),
         "--steps", "2", "--diloco-steps", "2", "--codec-steps", "2", "--only", "ddp,recommended",
     ]  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True, timeout=300)
@@ -126,3 +127,15 @@ def test_bench_rounds_reproduces_the_swarms_losses_in_one_process(bench_run):
         # Each payload reached the other miner and the validator in the swarm.
         sent = model["bits_per_param"] / 8 * params * len(model["curve"][1:]) * 2
         assert sent == pytest.approx(swarm["bytes_per_miner"], rel=0.02)
+
+
+def test_bench_rounds_imports_nothing_of_the_swarm():
+    # So that it runs on a bare GPU image: torch, accelerate, safetensors, numpy, yaml, tqdm and the
+    # SDK's key binding, without hivemind or the bittensor SDK.
+    code = (
+        "import sys, distrain.bench.rounds; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'hivemind', 'bittensor', 'wandb', 'matplotlib'}))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

@@ -1,21 +1,5 @@
-"""`distrain bench ...`: measurements behind the project's claims, printed as tables or JSON."""
+"""`distrain bench ...`: measurements behind the project's claims, printed as tables or JSON.
 
-from __future__ import annotations
-
-import argparse
-
-from distrain.bench.compress import add_compress_command
-from distrain.bench.convergence import add_convergence_command
-from distrain.bench.rounds import add_rounds_command
-
-
-def add_bench_commands(subparsers: argparse._SubParsersAction) -> None:
-    """Register `distrain bench` and its subcommands on the CLI's top-level subparsers."""
-    bench = subparsers.add_parser("bench", help="measure codecs, and convergence against bytes sent")
-    commands = bench.add_subparsers(dest="bench_command", required=True)
-    add_compress_command(commands)
-    add_convergence_command(commands)
-    add_rounds_command(commands)
-
-
-__all__ = ["add_bench_commands"]
+The commands register in `distrain.bench.commands`; this package imports nothing itself, so that
+`python -m distrain.bench.rounds` runs without the swarm's dependencies (hivemind, the bittensor SDK).
+"""

@@ -6,12 +6,15 @@ pseudo-gradient through error feedback and its codec's real bytes, and θ moves 
 and the outer step of `distrain.training.outer`. What a swarm adds is left out: processes, P2P, DHT,
 clocks and deadlines, the validator's checks and scores. Every miner finishes all H steps and every
 delta is averaged, so a run is what `bench convergence` measures when nothing goes wrong, in seconds
-rather than a minute on the tiny model, and runnable on one GPU at the `gpu` scale (25M parameters).
-It is for sweeping settings; `bench convergence` remains the measurement of record.
+rather than a minute on the tiny model. It needs neither hivemind nor the bittensor SDK (only its key
+binding, for the hotkeys), so it runs on a bare GPU image at the `gpu` scale (25M parameters), where
+the miners train and the model is evaluated on the GPU. It is for sweeping settings; `bench
+convergence` remains the measurement of record.
 
     distrain bench rounds --only diloco-h24,diloco-h24-avg,recommended,templar
     distrain bench rounds --only recommended --set outer.lr=2 --set compression.error_decay=0.9
     distrain bench rounds --scale gpu --json --seed 1
+    python -m distrain.bench.rounds --scale gpu ...   # the same, where the distrain CLI's deps are missing
 
 The runs and their names are those of `bench convergence` (see its plan); `--set` applies to every
 run after the run's own settings, so it can move a sparse codec's outer learning rate.
@@ -23,21 +26,18 @@ import argparse
 import json
 import math
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 
-from distrain.bench.convergence import KEY_SEED, BenchRun, Scale, add_plan_arguments, plan_from_args
-from distrain.chain.wallets import create_wallet
+from distrain.bench.plan import BenchRun, Scale, add_plan_arguments, bench_hotkeys, plan_from_args
 from distrain.compression import RECOMMENDED, ErrorFeedback
 from distrain.config import Recipe, RecipeError, derive_recipe
 from distrain.data import PageBook, load_corpus
-from distrain.miner import Plan, round_seed, train
-from distrain.models import build_model
+from distrain.models import build_model, mean_loss
 from distrain.training import InnerTrainer, OuterOptimizer, aggregate, pseudo_gradient
 from distrain.training.cluster import Cluster
 from distrain.training.outer import snapshot
-from distrain.validation.evaluate import Evaluator
+from distrain.training.plan import Plan, round_seed, train
 
 
 @dataclass
@@ -56,14 +56,6 @@ class RoundsResult:
     """Validation loss after each round, from the initial model's."""
 
 
-def bench_hotkeys(miners: int) -> list[str]:
-    """The hotkeys a `bench convergence` swarm gives its miners (seeded keys, in a scratch folder)."""
-    with tempfile.TemporaryDirectory() as wallets:
-        return [
-            create_wallet(wallets, f"miner-{i}", seed=KEY_SEED).hotkey.ss58_address for i in range(miners)
-        ]
-
-
 def run_rounds(
     recipe: Recipe, run: BenchRun, scale: Scale, book: PageBook, cluster: Cluster, seed: int
 ) -> RoundsResult:
@@ -71,15 +63,22 @@ def run_rounds(
     started = time.time()
     theta = build_model(recipe.model, recipe.run.seed)
     shapes = {name: param.shape for name, param in theta.named_parameters()}
-    outer, evaluator = OuterOptimizer(theta, recipe.outer), Evaluator(theta, book)
-    val_pages = book.validation_pages(recipe.validator.val_pages)
+    outer = OuterOptimizer(theta, recipe.outer)
     hotkeys = bench_hotkeys(scale.miners)
     trainers = [
         InnerTrainer(build_model(recipe.model, recipe.run.seed), recipe.inner, cluster) for _ in hotkeys
     ]
+    # θ is evaluated where the miners train: on a GPU, a CPU evaluation of 25M parameters would dominate.
+    scorer = build_model(recipe.model, recipe.run.seed).to(trainers[0].accelerator.device)
+    val_sequences = book.sequences(book.validation_pages(recipe.validator.val_pages))
+
+    def val_loss() -> float:
+        scorer.load_state_dict(theta.state_dict())
+        return mean_loss(scorer, val_sequences)
+
     feedbacks = [ErrorFeedback(recipe.compression.error_decay) for _ in hotkeys]
     trained = build_model(recipe.model, recipe.run.seed)  # θ_i of the miner being processed
-    curve, payload_bytes = [evaluator.loss(theta, val_pages)], 0
+    curve, payload_bytes = [val_loss()], 0
     rounds = scale.steps // run.inner_steps
     for round_ in range(rounds):
         base, deltas = snapshot(theta), []
@@ -99,7 +98,7 @@ def run_rounds(
             payload_bytes += len(payload)
             deltas.append(sent)
         outer.step(base, aggregate(deltas))
-        curve.append(evaluator.loss(theta, val_pages))
+        curve.append(val_loss())
     parameters = sum(shape.numel() for shape in shapes.values())
     return RoundsResult(
         name=run.name,
@@ -143,10 +142,25 @@ def add_rounds_command(subparsers: argparse._SubParsersAction) -> None:
         "rounds",
         help="the round protocol's arithmetic in one process: quick sweeps of codecs and outer steps",
     )
+    add_rounds_arguments(parser)
+    parser.set_defaults(func=cmd_rounds)
+
+
+def add_rounds_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help='print one JSON object {"runs": [...]}')
     add_plan_arguments(parser)
     parser.add_argument("--seed", type=int, default=0, help="shifts every miner's batch seeds (0: a swarm's)")
     parser.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="recipe override for every run"
     )
-    parser.set_defaults(func=cmd_rounds)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m distrain.bench.rounds ...`: this command alone, importing nothing of the swarm."""
+    parser = argparse.ArgumentParser(prog="distrain bench rounds", description=__doc__.splitlines()[0])
+    add_rounds_arguments(parser)
+    return cmd_rounds(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

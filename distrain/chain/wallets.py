@@ -3,10 +3,10 @@
 The path is always given by the caller, so nothing here reads or writes the user's ``~/.bittensor``.
 """
 
-import hashlib
-
 import bittensor as bt
 from bittensor.sp_core import KeyfileError, Keypair
+
+from distrain.keys import derived_seed
 
 from .base import ChainError
 
@@ -32,8 +32,7 @@ def _make_key(wallet: bt.Wallet, kind: str, seed: str | None) -> None:
     if seed is None:
         getattr(wallet, f"create_new_{kind}")(**options)
     else:
-        derived = hashlib.sha256(f"{seed}|{wallet.name}|{kind}".encode()).hexdigest()
-        getattr(wallet, f"regenerate_{kind}")(seed="0x" + derived, **options)
+        getattr(wallet, f"regenerate_{kind}")(seed=derived_seed(seed, wallet.name, kind), **options)
 
 
 def load_wallet(path: str, name: str, hotkey: str = "default") -> bt.Wallet:

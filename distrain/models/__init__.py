@@ -28,4 +28,13 @@ def causal_lm_loss(model: nn.Module, tokens: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), tokens[:, 1:].reshape(-1))
 
 
-__all__ = ["MODELS", "build_model", "causal_lm_loss", "TinyGPT", "HFCausalLM"]
+@torch.no_grad()
+def mean_loss(model: nn.Module, sequences: torch.Tensor, batch_size: int = 64) -> float:
+    """`causal_lm_loss` of `model` in eval mode over all `sequences`, in batches on the model's device."""
+    model.eval()
+    device = next(model.parameters()).device
+    total = sum(causal_lm_loss(model, b.to(device)).item() * len(b) for b in sequences.split(batch_size))
+    return total / len(sequences)
+
+
+__all__ = ["MODELS", "build_model", "causal_lm_loss", "mean_loss", "TinyGPT", "HFCausalLM"]

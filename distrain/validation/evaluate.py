@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 
 from distrain.data import PageBook
-from distrain.models import causal_lm_loss
+from distrain.models import mean_loss
 
 Delta = Mapping[str, torch.Tensor]
 """Tensors by parameter name; a `CompressedDelta` decodes one parameter at a time."""
@@ -30,13 +30,9 @@ class Evaluator:
         self.scratch = copy.deepcopy(model)
         self.book, self.batch_size = book, batch_size
 
-    @torch.no_grad()
     def loss(self, model: nn.Module, pages: list[int]) -> float:
         """Mean next-token loss of `model` on the evaluation windows of `pages`."""
-        model.eval()
-        sequences = self.book.sequences(pages)
-        total = sum(causal_lm_loss(model, b).item() * len(b) for b in sequences.split(self.batch_size))
-        return total / len(sequences)
+        return mean_loss(model, self.book.sequences(pages), self.batch_size)
 
     @torch.no_grad()
     def loss_at(self, base: Delta, pages: list[int], delta: Delta | None = None, scale: float = 1.0) -> float:

@@ -3,7 +3,7 @@
 import argparse
 import json
 
-from distrain.bench import add_bench_commands
+from distrain.bench.commands import add_bench_commands
 from distrain.compression import CODECS, RECOMMENDED
 
 TINY = """

@@ -1,0 +1,139 @@
+"""What a benchmark of the round protocol runs: its scale, its runs and their miners' hotkeys.
+
+`distrain bench convergence` runs the plan as real swarms, `distrain bench rounds` as the round's
+arithmetic in one process; both take the same options (`add_plan_arguments`) and give their runs the
+same names, recipes and hotkeys, so a figure from one can be checked against the other. Runs differ
+only in how often miners exchange (H, inner steps per round) and how:
+
+    ddp              H = 1, fp32, outer step = plain averaging (lr 1, no momentum): each miner's AdamW
+                     step is averaged after every step, the DDP-equivalent of this protocol
+    diloco-h{H}      H inner steps, fp32, the recipe's Nesterov outer step (uncompressed DiLoCo)
+    diloco-h{H}-avg  the same at the recipe's H with plain averaging, which does better in short runs:
+                     the codecs are held to the better of the two
+    {codec}          DiLoCo at the recipe's H with each compression preset; the recommended one is
+                     named `recommended`, and `recommended-h{H}` runs it at the largest H as well.
+                     Sparse presets run with the outer step they are meant for (plain SGD at
+                     `SPARSE_OUTER_LR`: their error feedback stands in for outer momentum)
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from dataclasses import dataclass, field
+
+from distrain.compression import CODECS, RECOMMENDED, outer_overrides
+from distrain.config import Recipe, RecipeError, derive_recipe, load_recipe
+from distrain.keys import seeded_hotkey_address
+
+UNCOMPRESSED = "fp32"
+PLAIN_AVERAGING = {"outer.lr": 1.0, "outer.momentum": 0.0, "outer.nesterov": False}
+KEY_SEED = "bench"
+"""Every run's wallets derive from this seed: the same hotkeys, hence the same pages and batches."""
+
+
+def bench_hotkeys(miners: int) -> list[str]:
+    """The hotkeys of a benchmark swarm's miners, in order: a swarm names its miners' wallets miner-0,
+    miner-1, ... and derives their keys from `KEY_SEED`."""
+    return [seeded_hotkey_address(KEY_SEED, f"miner-{i}") for i in range(miners)]
+
+
+@dataclass
+class Scale:
+    """How big a benchmark is: the same comparison at the size a machine can afford."""
+
+    miners: int
+    """Honest miners in every run."""
+    steps: int
+    """Inner steps per miner over a whole run: every run trains the same number of tokens."""
+    diloco_steps: tuple[int, ...]
+    """The H values of uncompressed DiLoCo runs; each must divide `steps`."""
+    recipe_overrides: list[str] = field(default_factory=list)
+    """Dotted recipe overrides applied before everything else (the model size of a GPU run)."""
+
+
+SCALES = {
+    "cpu": Scale(miners=2, steps=192, diloco_steps=(12, 24, 48)),
+    "gpu": Scale(
+        miners=4,
+        steps=1536,
+        diloco_steps=(32, 128, 512),
+        recipe_overrides=[
+            *("--model.d_model", "512", "--model.n_layers", "8", "--model.n_heads", "8"),
+            *("--model.context", "256", "--inner.batch_size", "32", "--data.max_corpus_mb", "64"),
+        ],
+    ),
+}
+"""`cpu`: about ten minutes on 2 cores. `gpu`: a 25M-parameter model, for a machine with a GPU."""
+
+
+@dataclass
+class BenchRun:
+    """One swarm of the benchmark."""
+
+    name: str
+    inner_steps: int
+    codec: str
+    overrides: dict = field(default_factory=dict)
+    """Recipe overrides of this run (its outer step)."""
+
+
+def plan_runs(scale: Scale, codec_steps: int, codecs: list[str]) -> list[BenchRun]:
+    """ddp, uncompressed DiLoCo at each H (and with plain averaging at the codecs' H), each codec at the
+    recipe's H, the recommended one at the largest."""
+    runs = [BenchRun("ddp", 1, UNCOMPRESSED, PLAIN_AVERAGING)]
+    runs += [BenchRun(f"diloco-h{h}", h, UNCOMPRESSED) for h in sorted({*scale.diloco_steps, codec_steps})]
+    runs.append(BenchRun(f"diloco-h{codec_steps}-avg", codec_steps, UNCOMPRESSED, PLAIN_AVERAGING))
+    for codec in codecs:
+        if codec != UNCOMPRESSED:
+            name = "recommended" if codec == RECOMMENDED else codec
+            runs.append(BenchRun(name, codec_steps, codec, outer_overrides(codec)))
+    if RECOMMENDED in codecs and max(scale.diloco_steps) > codec_steps:
+        longest = max(scale.diloco_steps)
+        runs.append(BenchRun(f"recommended-h{longest}", longest, RECOMMENDED, outer_overrides(RECOMMENDED)))
+    for run in runs:
+        if scale.steps % run.inner_steps:
+            raise RecipeError(f"{run.name}: H={run.inner_steps} does not divide --steps {scale.steps}")
+    return runs
+
+
+def plan_from_args(args: argparse.Namespace) -> tuple[Recipe, Scale, list[BenchRun]]:
+    """The base recipe, the scale and the runs that `add_plan_arguments`' options ask for."""
+    scale = dataclasses.replace(SCALES[args.scale])
+    for name in ("miners", "steps"):
+        if getattr(args, name) is not None:
+            setattr(scale, name, getattr(args, name))
+    if args.diloco_steps:
+        scale.diloco_steps = tuple(int(h) for h in args.diloco_steps.split(","))
+    codecs = args.codecs.split(",") if args.codecs else list(CODECS)
+    unknown = sorted(set(codecs) - set(CODECS))
+    if unknown:
+        raise RecipeError(f"unknown codecs {unknown}, expected names from {sorted(CODECS)}")
+    base = load_recipe(args.recipe, scale.recipe_overrides)
+    if args.codec_steps:
+        base = derive_recipe(base, {"inner.steps": args.codec_steps})
+    runs = plan_runs(scale, base.inner.steps, codecs)
+    if args.only:
+        only = args.only.split(",")
+        unknown = sorted(set(only) - {run.name for run in runs})
+        if unknown:
+            raise RecipeError(f"--only names runs not in the plan: {unknown}")
+        runs = [run for run in runs if run.name in only]
+    return base, scale, runs
+
+
+def add_plan_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options that choose a benchmark's runs (`plan_from_args`), shared with `bench rounds`."""
+    parser.add_argument("--scale", choices=sorted(SCALES), default="cpu", help="size of the benchmark")
+    parser.add_argument("--recipe", default=None, help="base recipe (default: the embedded tiny-gpt)")
+    parser.add_argument("--miners", type=int, default=None, help="miners per run (default: the scale's)")
+    parser.add_argument("--steps", type=int, default=None, help="inner steps per miner per run")
+    parser.add_argument("--diloco-steps", default=None, help="comma-separated H of uncompressed DiLoCo runs")
+    parser.add_argument(
+        "--codec-steps",
+        type=int,
+        default=None,
+        help="H of the codec runs (default: the recipe's inner.steps)",
+    )
+    parser.add_argument("--only", default=None, help="comma-separated run names to run (default: all)")
+    parser.add_argument("--codecs", default=None, help="comma-separated codecs (default: every preset)")
