@@ -130,9 +130,11 @@ class CompressionConfig:
     12-bit indices, 2-bit values), `lowrank` (rank-r int8 factors of each matrix). Pair a sparse preset
     with its outer step: `outer.momentum: 0`, `outer.nesterov: false` and `outer.lr` 3 (`lowrank`: 1).
     `distrain bench compress` and `distrain bench convergence` measure them all."""
-    error_decay: float = 0.95
+    error_decay: float = 0.7
     """Error feedback: the part of a delta that compression dropped is added back next round, times
-    this decay (Templar: 0.95); 0 disables it. Matters only for lossy codecs."""
+    this decay; 0 disables it. Matters only for lossy codecs. 0.7 rather than Templar's 0.95: with
+    `topk` at 25M parameters, final loss fell from 1.87 (0.95) to 1.75 (0.7), and 0.7 matched 0.95 on
+    the default model (README, Performance)."""
 
 
 @dataclass

@@ -200,13 +200,16 @@ def test_non_finite_values_and_scales_are_rejected(name):
 
 def test_recipe_advice_names_the_measured_settings_of_sparse_codecs():
     assert recipe_advice(load_recipe(None)) == []  # fp16: the recipe's own outer step and margin
-    advice = recipe_advice(load_recipe(None, ["--compression.codec", RECOMMENDED]))
-    assert len(advice) == 2
+    advice = recipe_advice(
+        load_recipe(None, ["--compression.codec", RECOMMENDED, "--compression.error_decay", "0.95"])
+    )
+    assert len(advice) == 3
     assert "--outer.lr 3.0 --outer.momentum 0.0 --outer.nesterov false" in advice[0]
     assert (
         "assignment_margin 0.05 flags most honest miners" in advice[1]
         and str(SPARSE_ASSIGNMENT_MARGIN) in advice[1]
     )
+    assert "error_decay 0.95 ended 7% above the default 0.7" in advice[2]
     # The shipped recipes follow their own advice.
     for path in Path(__file__).parents[2].glob("recipes/*/*.yaml"):
         if path.parent.name != "accelerate_configs":
