@@ -6,10 +6,17 @@ import sys
 
 import pytest
 
-from distrain.bench.convergence import RunResult, target_checks
+from distrain.bench.convergence import (
+    BENCH_VALIDATOR,
+    Calibration,
+    RunResult,
+    round_seconds,
+    target_checks,
+    validator_pages,
+)
 from distrain.bench.plan import SCALES, Scale, plan_runs
 from distrain.compression import CODECS, RECOMMENDED, SPARSE_OUTER_LR
-from distrain.config import RecipeError
+from distrain.config import RecipeError, derive_recipe, load_recipe
 
 FIELDS = {"name", "inner_steps", "codec", "final_loss", "bytes_per_miner", "wall_s", "compute_utilisation"}
 
@@ -38,6 +45,17 @@ def test_the_default_plan_compares_ddp_diloco_and_every_codec():
 def test_an_h_that_does_not_divide_the_steps_is_refused():
     with pytest.raises(RecipeError, match="diloco-h7"):
         plan_runs(Scale(miners=2, steps=24, diloco_steps=(7,)), codec_steps=24, codecs=["fp32"])
+
+
+def test_rounds_leave_the_validator_time_to_keep_up():
+    # 3M parameters on 2 cores: a 1.3 s ddp round let the validator fall behind and see no submissions.
+    calibration = Calibration(step_seconds=0.26, page_seconds=0.085)
+    pages = validator_pages(derive_recipe(load_recipe(None), BENCH_VALIDATOR), miners=2)
+    assert pages == 12 + 2 + 2 + 2 * (2 + 3 * 2)  # validation, held-out, random; per submission
+    ddp, diloco = (round_seconds(h, calibration, 2, pages) for h in (1, 24))
+    assert ddp >= pages * calibration.page_seconds + 0.5  # one step a round: the validator sets the pace
+    assert diloco > 24 * calibration.step_seconds / 0.7  # H steps a round: training does
+    assert round_seconds(1, Calibration(0.01, 0.001), 2, pages) == 1.0  # never below the minimum
 
 
 def _result(name: str, loss: float, sent: float) -> RunResult:

@@ -19,6 +19,7 @@ AdamW steps of one miner look like replays, and single-step gains are too noisy 
 
     distrain bench convergence                   # ~10 minutes on 2 CPU cores; a table and a PNG
     distrain bench convergence --json            # {"runs": [{"name", "inner_steps", "codec", ...}]}
+    distrain bench convergence --scale mid       # 3.2M parameters: ~2 minutes a run on 2 CPU cores
     distrain bench convergence --scale gpu       # a bigger model, more miners and tokens
 """
 
@@ -39,7 +40,7 @@ import torch
 from distrain.bench.plan import KEY_SEED, BenchRun, Scale, add_plan_arguments, plan_from_args
 from distrain.config import Recipe, derive_recipe
 from distrain.data import PageBook, load_corpus
-from distrain.models import build_model
+from distrain.models import build_model, mean_loss
 from distrain.swarm import Swarm, SwarmError, SwarmOptions
 from distrain.training import InnerTrainer
 
@@ -83,10 +84,20 @@ class RunResult:
     """(cumulative bytes per miner, validation loss) after each round, from (0, initial loss)."""
 
 
-def measure_step_seconds(recipe: Recipe, steps: int = 6) -> float:
-    """Seconds of one inner step of the recipe on one thread (after as many warm-up steps)."""
+@dataclass
+class Calibration:
+    """What a swarm peer's work costs on this machine, measured on one thread, as every peer runs."""
+
+    step_seconds: float
+    """One inner step of the recipe."""
+    page_seconds: float
+    """The validator's loss on one page's windows."""
+
+
+def calibrate(recipe: Recipe, steps: int = 6) -> Calibration:
+    """An inner step (after as many warm-up steps) and a validator's page evaluation of the recipe."""
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as every swarm peer runs
+    torch.set_num_threads(1)
     try:
         book = PageBook(load_corpus(recipe.data), recipe.data, recipe.run.seed, recipe.model.context)
         model = build_model(recipe.model, recipe.run.seed)
@@ -94,23 +105,39 @@ def measure_step_seconds(recipe: Recipe, steps: int = 6) -> float:
         pages, generator = book.assignment("calibration", 0), torch.Generator().manual_seed(0)
         trainer.train_round(book, pages, generator, math.inf)  # AdamW state and allocator warm up
         stats = trainer.train_round(book, pages, generator, math.inf)
-        return stats.seconds / stats.steps
+        started = time.time()
+        mean_loss(model, book.sequences(pages))
+        return Calibration(stats.seconds / stats.steps, (time.time() - started) / len(pages))
     finally:
         torch.set_num_threads(threads)
 
 
-def round_seconds(inner_steps: int, step_seconds: float, miners: int) -> float:
+def validator_pages(recipe: Recipe, miners: int) -> int:
+    """Pages whose loss the validator computes each round: its validation pages, the round's held-out
+    and random pages, and per submission its own pages before and after the delta, and the held-out
+    and random pages after it (`Validator.evaluate`)."""
+    v = recipe.validator
+    return v.val_pages + v.eval_pages + v.assignment_pages + miners * (v.eval_pages + 3 * v.assignment_pages)
+
+
+def round_seconds(inner_steps: int, calibration: Calibration, miners: int, pages: int) -> float:
     """A round long enough for `inner_steps` steps before the publish deadline, with the exchange before
-    them, while `miners` processes share the machine (one GPU serialises them; CPUs share cores)."""
+    them, while `miners` processes share the machine (one GPU serialises them; CPUs share cores); and
+    long enough for the validator to evaluate `pages` pages, or it falls behind the rounds and sees no
+    more submissions: with one step a round (ddp) and 3M parameters it did, at 1.3 s rounds."""
     on_cpu = 1.5 * max(1.0, miners / (os.cpu_count() or 1))  # 1.5: a validator and p2pd daemons too
     contention = miners if torch.cuda.is_available() else on_cpu
-    needed = (inner_steps * step_seconds * contention + EXCHANGE_SECONDS) / PUBLISH_FRACTION
-    return round(max(MIN_ROUND_SECONDS, needed), 2)
+    training = (inner_steps * calibration.step_seconds * contention + EXCHANGE_SECONDS) / PUBLISH_FRACTION
+    validating = pages * calibration.page_seconds * on_cpu + EXCHANGE_SECONDS
+    return round(max(MIN_ROUND_SECONDS, training, validating), 2)
 
 
-def run_one(base: Recipe, run: BenchRun, scale: Scale, step_seconds: float, out: Path, echo) -> RunResult:
+def run_one(
+    base: Recipe, run: BenchRun, scale: Scale, calibration: Calibration, out: Path, echo
+) -> RunResult:
     """One swarm, start to summary; the measurements read from its peers' event logs."""
-    seconds = round_seconds(run.inner_steps, step_seconds, scale.miners)
+    pages = validator_pages(derive_recipe(base, BENCH_VALIDATOR), scale.miners)
+    seconds = round_seconds(run.inner_steps, calibration, scale.miners, pages)
     overrides = {
         "run.run_id": f"bench-{run.name}",
         "run.round_seconds": seconds,
@@ -210,18 +237,20 @@ def run_convergence(base: Recipe, scale: Scale, runs: list[BenchRun], out: Path,
     from distrain.plots import plot_convergence
 
     out.mkdir(parents=True, exist_ok=True)
-    step_seconds = measure_step_seconds(base)
+    calibration = calibrate(base)
     setup = {
         "miners": scale.miners,
         "steps_per_miner": scale.steps,
         "tokens_per_step": base.inner.batch_size * base.model.context,
         "parameters": sum(p.numel() for p in build_model(base.model, base.run.seed).parameters()),
-        "step_seconds": step_seconds,
+        "step_seconds": calibration.step_seconds,
+        "page_seconds": calibration.page_seconds,
         "device": "cuda" if torch.cuda.is_available() else f"cpu ({os.cpu_count()} cores)",
         "recipe_hash": base.hash(),
     }
     echo(
-        f"inner step {step_seconds * 1e3:.0f} ms; {len(runs)} runs of {scale.miners} miners x {scale.steps} steps"
+        f"inner step {calibration.step_seconds * 1e3:.0f} ms, page evaluation "
+        f"{calibration.page_seconds * 1e3:.0f} ms; {len(runs)} runs of {scale.miners} miners x {scale.steps} steps"
     )
     results: list[RunResult] = []
     report = {}
@@ -230,7 +259,7 @@ def run_convergence(base: Recipe, scale: Scale, runs: list[BenchRun], out: Path,
         echo(
             f"[{index}/{len(runs)}] {run.name}: H={run.inner_steps}, {run.codec}, {scale.steps // run.inner_steps} rounds"
         )
-        results.append(run_one(base, run, scale, step_seconds, out, lambda _line: None))
+        results.append(run_one(base, run, scale, calibration, out, lambda _line: None))
         r = results[-1]
         echo(
             f"    final loss {r.final_loss:.4f}, {r.bytes_per_miner / 1e6:.3f} MB/miner, "
