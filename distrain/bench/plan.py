@@ -49,7 +49,7 @@ class Scale:
     diloco_steps: tuple[int, ...]
     """The H values of uncompressed DiLoCo runs; each must divide `steps`."""
     recipe_overrides: list[str] = field(default_factory=list)
-    """Dotted recipe overrides applied before everything else (the model size of a GPU run)."""
+    """Dotted recipe overrides applied before everything else (the model size of the bigger scales)."""
 
 
 SCALES = {
@@ -71,7 +71,7 @@ SCALES = {
     ),
 }
 """`cpu`: the default 435K-parameter model, about ten minutes on 2 cores. `mid`: the same data and tokens
-with 3.2M parameters, 7× the compute of `cpu` (about 2 minutes a run on 2 cores). `gpu`: a
+with 3.2M parameters, 6× the compute of `cpu` (about 2.3 minutes a run on 2 cores). `gpu`: a
 25M-parameter model, more miners and tokens, for a machine with a GPU."""
 
 
