@@ -4,8 +4,8 @@ A sparse codec sends ~1% of a pseudo-gradient; without feedback the other 99% is
 small but consistent directions are never sent. With it, every coordinate's unsent mass accumulates
 until it is large enough to be picked. The decay forgets residuals that the model has moved past, so
 stale directions cannot pile up forever. Templar keeps 0.95 of a residual a round; our default keeps
-0.7 (`CompressionConfig.error_decay`), which ended 6% lower with `topk` at 25M parameters and even
-on the default model (README, Performance).
+0.7 (`CompressionConfig.error_decay`): with `topk` it ended 6.5% lower at 25M parameters, 4.2% lower
+at 3.2M, and level on the default model (README, Performance).
 
 Per round, in the miner, `feedback.send(delta, codec, meta, shapes)`:
 

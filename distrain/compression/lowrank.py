@@ -12,8 +12,8 @@ sent as blockwise int8: they are few, and they have no rank to exploit.
 
 Measured in `distrain bench convergence` on the default model: the best start of every codec (the
 first round's loss is within 0.5 of uncompressed DiLoCo's), but little progress after it, since each
-round re-sends much the same dominant directions; final loss 2.95 with plain averaging (its outer
-step, `SPARSE_OUTER_LR`), where `topk` reaches 2.49. Momentum or an outer lr above 1 overshoots.
+round re-sends much the same dominant directions; final loss 2.85 with plain averaging (its outer
+step, `SPARSE_OUTER_LR`), where `topk` reaches 2.48. Momentum or an outer lr above 1 overshoots.
 """
 
 from __future__ import annotations
