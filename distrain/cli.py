@@ -122,8 +122,10 @@ def _run_node(args, overrides: list[str], make_node) -> int:
 
 def cmd_miner(args, overrides: list[str]) -> int:
     from distrain.miner import start_miner
+    from distrain.training.cluster import exit_launched_rank
 
-    return _run_node(args, overrides, lambda recipe, options: start_miner(recipe, options, args.behaviour))
+    code = _run_node(args, overrides, lambda recipe, options: start_miner(recipe, options, args.behaviour))
+    return exit_launched_rank(code)
 
 
 def cmd_validator(args, overrides: list[str]) -> int:

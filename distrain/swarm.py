@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -28,6 +29,10 @@ from distrain.clock import write_genesis
 from distrain.config import Recipe, RecipeError
 
 VALIDATOR_STAKE = 1000.0
+ROOT_CAUSE = re.compile(
+    r"^(\[rank\d+\]: )?\w*(Error|Exception)\b|terminate called|what\(\):|Fatal Python error"
+)
+"""Log lines that say why a process died: an exception's last line, a C++ abort, a fatal interpreter error."""
 
 
 @dataclass
@@ -77,9 +82,15 @@ class Member:
         return self.out_dir / "log.txt"
 
     def log_tail(self, lines: int = 15) -> str:
+        """The last `lines` of its log, after the lines above them that say why it died: a launcher's
+        report of a failed rank (torchrun's) is long enough to push what the rank printed out of the tail."""
         if not self.log_path.exists():
             return ""
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        text = self.log_path.read_text(errors="replace").splitlines()
+        causes = [line for line in text[:-lines] if ROOT_CAUSE.search(line)][:8]
+        return "\n".join(
+            [*causes, *(["..."] if causes else []), *text[-lines:], f"(whole log: {self.log_path})"]
+        )
 
     def events(self) -> list[dict]:
         path = self.out_dir / "events.jsonl"
@@ -306,12 +317,12 @@ class Swarm:
                     f"{validator.name} reported no round {printed + 1} in time:\n{validator.log_tail()}"
                 )
             time.sleep(0.3)
-        # Miners log a round right after the validator does; give them a moment to finish writing.
+        # Every member stops by itself after the last round (it was given --rounds). Let it: its last
+        # event gets written, and a crash on its way out is reported rather than hidden by the stop.
         deadline = time.time() + round_seconds
-        while time.time() < deadline and any(
-            len(m.events()) < self.options.rounds for m in self.members if m.role != "validator"
-        ):
+        while time.time() < deadline and any(m.process.poll() is None for m in self.members):
             time.sleep(0.3)
+        self._check_alive()
 
     def _progress_line(self, event: dict) -> str:
         if event.get("initial"):

@@ -14,6 +14,8 @@ import time
 import psutil
 import pytest
 
+from distrain.swarm import Member
+
 ROUNDS, STEPS, BATCH, CONTEXT = 4, 10, 16, 64
 # What a submission may be judged without being refused: `wrong_data` is the proof of work on a few
 # pages, which can misjudge an honest round; the validator still averages such a delta.
@@ -72,9 +74,9 @@ def test_honest_miners_are_paid_and_the_freerider_is_not(swarm_run):
     total = sum(m["weight"] for m in summary["miners"])
     for miner in summary["miners"]:
         if miner["role"] == "honest":
-            assert miner["weight"] > 0 and miner["incentive"] > 0
+            assert miner["weight"] > 0 and miner["incentive"] > 0, summary["miners"]
         else:
-            assert miner["weight"] < 0.01 * total and miner["incentive"] < 0.01
+            assert miner["weight"] < 0.01 * total and miner["incentive"] < 0.01, summary["miners"]
 
 
 def test_every_peer_followed_the_same_model(swarm_run):
@@ -139,6 +141,13 @@ def test_it_is_paid_like_a_one_process_miner(swarm_run):
     assert mean_score["miner-0"] > 0 and mean_score["miner-0"] >= 0.3 * mean_score["miner-1"], mean_score
 
 
+def test_it_ends_on_its_own_after_the_last_round(swarm_run):
+    """Both ranks leave without the interpreter's finalization, which can abort a Gloo rank after its
+    work is saved; the swarm waits for members to end, so the launcher is not stopped by a signal."""
+    log = (swarm_run[0] / "miner-0" / "log.txt").read_text()
+    assert "death signal" not in log and "SIGTERM" not in log
+
+
 def test_no_process_is_left_behind(swarm_run):
     """The swarm's stop reaps the launcher, both ranks (each in a session of its own) and p2pd."""
     out = swarm_run[0]
@@ -153,3 +162,15 @@ def test_no_process_is_left_behind(swarm_run):
             break
         time.sleep(0.2)
     assert not left, [p.info["cmdline"] for p in left]
+
+
+def test_a_dead_rank_is_reported_with_what_it_printed(tmp_path):
+    """A launcher's report of a failed rank runs longer than the tail; the rank's own last words are kept."""
+    member = Member(name="miner-0", role="honest", hotkey="5F", out_dir=tmp_path)
+    report = [f"  torchrun report line {i}" for i in range(40)]
+    lines = ["round 3 trained", "terminate called after throwing an instance of 'gloo::IoException'"]
+    member.log_path.write_text("\n".join([*lines, "  what():  Connection closed by peer", *report]))
+    excerpt = member.log_tail(15).splitlines()
+    assert excerpt[:2] == [lines[1], "  what():  Connection closed by peer"]
+    assert excerpt[3:-1] == report[-15:] and str(member.log_path) in excerpt[-1]
+    assert "round 3 trained" not in excerpt

@@ -13,6 +13,9 @@ pseudo-gradient and the outer step identical for DDP, FSDP and a single process.
 
 from __future__ import annotations
 
+import logging
+import os
+import sys
 from datetime import timedelta
 
 import torch
@@ -96,3 +99,21 @@ class Cluster:
         if self.distributed:
             self.barrier()
             dist.destroy_process_group()
+
+
+def exit_launched_rank(code: int) -> int:
+    """End a process that `accelerate launch` (or torchrun) started with `code`, skipping the interpreter's
+    finalization; a process started on its own just gets `code` back.
+
+    Why: Gloo's and autograd's C++ threads may still release tensors while Python tears itself down, and a
+    thread that takes the GIL then aborts the process (SIGABRT; pytorch/pytorch#190489). The launcher
+    reports such a rank as failed, and with it the whole miner, although every round was done and saved.
+    Call it once the node is closed (events written, checkpoint committed, p2pd stopped): only the logs
+    and stdio are left to flush.
+    """
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return code
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
