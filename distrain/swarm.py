@@ -82,21 +82,23 @@ class Member:
         return self.out_dir / "log.txt"
 
     def log_tail(self, lines: int = 15) -> str:
-        """The last `lines` of its log, after the lines above them that say why it died: a launcher's
-        report of a failed rank (torchrun's) is long enough to push what the rank printed out of the tail."""
-        if not self.log_path.exists():
-            return ""
-        text = self.log_path.read_text(errors="replace").splitlines()
-        causes = [line for line in text[:-lines] if ROOT_CAUSE.search(line)][:8]
-        return "\n".join(
-            [*causes, *(["..."] if causes else []), *text[-lines:], f"(whole log: {self.log_path})"]
-        )
+        return log_excerpt(self.log_path, lines)
 
     def events(self) -> list[dict]:
         path = self.out_dir / "events.jsonl"
         if not path.exists():
             return []
         return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def log_excerpt(path: Path, lines: int) -> str:
+    """The last `lines` of a peer's log, after the lines above them that say why it died: a launcher's
+    report of a failed rank (torchrun's) is long enough to push what the rank printed out of the tail."""
+    if not path.exists():
+        return ""
+    text = path.read_text(errors="replace").strip().splitlines()
+    causes = [line for line in text[:-lines] if ROOT_CAUSE.search(line)][:8]
+    return "\n".join([*causes, *(["..."] if causes else []), *text[-lines:], f"(whole log: {path})"])
 
 
 class SwarmError(RuntimeError):
@@ -275,8 +277,8 @@ class Swarm:
         deadline = time.time() + self.options.startup_timeout
         while not maddrs_file.exists():
             if process.poll() is not None or time.time() > deadline:
-                tail = (self.out / "dht" / "log.txt").read_text(errors="replace").strip().splitlines()[-5:]
-                raise SwarmError("the DHT bootstrap peer did not start:\n" + "\n".join(tail))
+                tail = log_excerpt(self.out / "dht" / "log.txt", lines=5)
+                raise SwarmError(f"the DHT bootstrap peer did not start:\n{tail}")
             time.sleep(0.1)
         return maddrs_file.read_text().split()
 
