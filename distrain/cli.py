@@ -68,6 +68,11 @@ def _add_node_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--initial-peers", nargs="*", default=[], help="multiaddrs of DHT peers to join through"
     )
+    parser.add_argument(
+        "--initial-peers-file",
+        default=None,
+        help="wait for this file to list them (distrain dht --maddrs-file)",
+    )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument("--port", type=int, default=0, help="port to listen on (0: any free port)")
     parser.add_argument("--out", default=".", help="folder for events, logs and state")
@@ -93,6 +98,7 @@ def _node_options(args):
         wallet_name=args.wallet_name,
         wallet_hotkey=args.wallet_hotkey,
         initial_peers=args.initial_peers,
+        initial_peers_file=args.initial_peers_file,
         host=args.host,
         port=args.port,
         out_dir=args.out,

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from distrain.files import write_atomically
+from distrain.files import wait_for_file, write_atomically
 
 BLOCK_SECONDS = 12.0
 """Seconds per block on Bittensor networks."""
@@ -104,9 +104,4 @@ def write_genesis(path: Path, genesis: float) -> None:
 
 def wait_for_genesis(path: Path, timeout: float) -> float:
     """Block until `path` holds a genesis (written by `write_genesis`), or raise TimeoutError."""
-    deadline = time.time() + timeout
-    while not path.exists():
-        if time.time() > deadline:
-            raise TimeoutError(f"no genesis appeared in {path} within {timeout:.0f} s")
-        time.sleep(0.1)
-    return float(json.loads(path.read_text())["genesis"])
+    return float(json.loads(wait_for_file(path, timeout))["genesis"])

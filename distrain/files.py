@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -26,6 +27,17 @@ def write_atomically(path: str | Path, data: bytes | str) -> None:
     except BaseException:
         os.unlink(tmp)
         raise
+
+
+def wait_for_file(path: str | Path, timeout: float) -> str:
+    """Block until `path` exists and return its text, or raise TimeoutError; for files another process
+    writes with `write_atomically`, so that the first sight of one is the whole of it."""
+    path, deadline = Path(path), time.time() + timeout
+    while not path.exists():
+        if time.time() > deadline:
+            raise TimeoutError(f"{path} did not appear within {timeout:.0f} s")
+        time.sleep(0.1)
+    return path.read_text()
 
 
 def append_jsonl(path: str | Path, records: Iterable[dict]) -> None:

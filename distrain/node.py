@@ -20,7 +20,7 @@ from distrain.clock import BlockClock, RoundClock, wait_for_genesis
 from distrain.compression import CompressedDelta, PayloadError, decode_payload, recipe_advice
 from distrain.config import Recipe
 from distrain.data import PageBook, load_corpus
-from distrain.files import append_jsonl
+from distrain.files import append_jsonl, wait_for_file
 from distrain.logs import round_summary
 from distrain.models import build_model
 from distrain.network import FetchError, Peer, round_key
@@ -30,6 +30,9 @@ from distrain.validation import check_announcement, check_delta
 
 log = logging.getLogger("distrain")
 
+WAIT_FOR_FILE_SECONDS = 300.0
+"""How long a node waits for a file another process writes for it (`--genesis-file`,
+`--initial-peers-file`): the peers of a swarm start together and may take minutes on a busy machine."""
 MIN_VALIDATOR_STAKE = 1.0
 """Stake below which a validator's aggregation sets and checkpoints are not followed."""
 
@@ -46,6 +49,9 @@ class NodeOptions:
     """Hotkey name inside the wallet; it signs every record."""
     initial_peers: list[str] = field(default_factory=list)
     """Multiaddrs of DHT peers to join through (empty: start a new DHT)."""
+    initial_peers_file: str | None = None
+    """Alternatively, a file to wait for that lists them, one per line (`distrain dht --maddrs-file`):
+    `distrain swarm` starts its bootstrap peer and the other peers at once."""
     host: str = "127.0.0.1"
     """Address the DHT/P2P node listens on."""
     port: int = 0
@@ -129,9 +135,10 @@ class Node:
         self.outer = OuterOptimizer(self.model, recipe.outer)
         self.shapes = {name: param.shape for name, param in self.model.named_parameters()}
         self.max_payload_bytes = int(recipe.run.max_payload_mb * 2**20)
-        self.peer = Peer(
-            initial_peers=options.initial_peers, host_maddrs=[f"/ip4/{options.host}/tcp/{options.port}"]
-        )
+        initial_peers = options.initial_peers
+        if options.initial_peers_file:
+            initial_peers = wait_for_file(options.initial_peers_file, timeout=WAIT_FOR_FILE_SECONDS).split()
+        self.peer = Peer(initial_peers=initial_peers, host_maddrs=[f"/ip4/{options.host}/tcp/{options.port}"])
 
     # -- lifecycle -----------------------------------------------------------------------------------
 
@@ -146,7 +153,7 @@ class Node:
         if genesis is None:
             if not self.options.genesis_file:
                 raise NodeError("give --genesis (unix time of round 0) or --genesis-file")
-            genesis = wait_for_genesis(Path(self.options.genesis_file), timeout=300)
+            genesis = wait_for_genesis(Path(self.options.genesis_file), WAIT_FOR_FILE_SECONDS)
         return RoundClock(genesis, self.recipe.run.round_seconds)
 
     def close(self) -> None:

@@ -85,10 +85,12 @@ class Member:
         return log_excerpt(self.log_path, lines)
 
     def events(self) -> list[dict]:
+        """The events the member has written so far; a line it is still writing is left for later."""
         path = self.out_dir / "events.jsonl"
         if not path.exists():
             return []
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        complete, _, _partial = path.read_text().rpartition("\n")
+        return [json.loads(line) for line in complete.splitlines() if line.strip()]
 
 
 def log_excerpt(path: Path, lines: int) -> str:
@@ -123,9 +125,13 @@ class ProcessGroup:
 
     def stop(self, grace: float = 10.0) -> None:
         # Walk the trees first: once a launcher exits, its ranks' sessions can no longer be found.
-        groups = {group for process in self.processes for group in _process_groups(process)}
-        for group in groups:
-            _signal_group(group, signal.SIGTERM)
+        trees = [_tree(process) for process in self.processes]
+        groups = {group for tree in trees for group in _groups(tree)}
+        # SIGTERM the peers but not their p2pd daemons: each peer stops its own. A daemon signalled
+        # with its peer dies first, and the peer's shutdown then waits on it (the node's leave timeout).
+        for member in (member for tree in trees for member in tree if _name(member) != P2PD):
+            with contextlib.suppress(psutil.Error):
+                member.send_signal(signal.SIGTERM)
         deadline = time.time() + grace
         for process in self.processes:
             with contextlib.suppress(subprocess.TimeoutExpired):
@@ -137,14 +143,31 @@ class ProcessGroup:
             process.wait()
 
 
-def _process_groups(process: subprocess.Popen) -> set[int]:
-    """The process group of `process` (it leads its own) and those of all its descendants."""
-    groups = {process.pid}
+P2PD = "p2pd"
+"""The process name of hivemind's libp2p daemon, which every peer runs as a child."""
+
+
+def _tree(process: subprocess.Popen) -> list[psutil.Process]:
+    """`process` and all its living descendants."""
     with contextlib.suppress(psutil.Error):
-        for child in psutil.Process(process.pid).children(recursive=True):
-            with contextlib.suppress(psutil.Error, ProcessLookupError):
-                groups.add(os.getpgid(child.pid))
+        root = psutil.Process(process.pid)
+        return [root, *root.children(recursive=True)]
+    return []
+
+
+def _groups(tree: list[psutil.Process]) -> set[int]:
+    """The process groups of a tree: its root leads its own; torchrun starts each rank in another."""
+    groups = set()
+    for member in tree:
+        with contextlib.suppress(psutil.Error, ProcessLookupError):
+            groups.add(os.getpgid(member.pid))
     return groups
+
+
+def _name(process: psutil.Process) -> str:
+    with contextlib.suppress(psutil.Error):
+        return process.name()
+    return ""
 
 
 def _signal_group(group: int, sig: int) -> None:
@@ -187,6 +210,10 @@ class Swarm:
         self.recipe_path.write_text(yaml.safe_dump(recipe.to_dict(), sort_keys=False))
         self.processes = ProcessGroup()
         self.members = self._create_members()
+        self.maddrs_file = self.out / "dht" / "maddrs.txt"
+        """Where the DHT bootstrap peer writes its multiaddrs, for the other peers to join through."""
+        self.maddrs_file.unlink(missing_ok=True)
+        self.bootstrap: subprocess.Popen | None = None
         self.genesis = self.initial_loss = None
         self.echo = echo
         """Where the per-round progress lines go (a benchmark printing JSON sends them to stderr)."""
@@ -223,13 +250,18 @@ class Swarm:
     # -- start -----------------------------------------------------------------------------------
 
     def start(self) -> None:
-        maddrs = self._start_bootstrap()
+        # The bootstrap peer and the others start together: a peer reads the bootstrap's multiaddrs only
+        # when it joins the DHT, after its imports, corpus and model (seconds a swarm on 2 cores).
+        bootstrap = [sys.executable, "-m", "distrain.network", "--host", "127.0.0.1"]
+        bootstrap += ["--maddrs-file", str(self.maddrs_file)]
+        self.bootstrap = self.processes.start(bootstrap, self.maddrs_file.with_name("log.txt"), _child_env())
         for member in self.members:
             command = "validator" if member.role == "validator" else "miner"
             args = [*self._launcher(member), command, "--recipe", str(self.recipe_path)]
             args += ["--wallet.path", str(self.out / "wallets"), "--wallet.name", member.name]
-            args += ["--initial-peers", *maddrs, "--out", str(member.out_dir), "--threads", "1"]
+            args += ["--initial-peers-file", str(self.maddrs_file), "--out", str(member.out_dir)]
             args += ["--genesis-file", str(self.out / "genesis.json"), "--rounds", str(self.options.rounds)]
+            args += ["--threads", "1"]
             if command == "miner":
                 args += ["--behaviour", member.role]
             elif self.options.shared_secret:
@@ -260,28 +292,6 @@ class Swarm:
             "--main_process_port", str(_free_port()), "-m", "distrain",
         ]  # fmt: skip
 
-    def _start_bootstrap(self) -> list[str]:
-        maddrs_file = self.out / "dht" / "maddrs.txt"
-        maddrs_file.unlink(missing_ok=True)
-        args = [
-            sys.executable,
-            "-m",
-            "distrain",
-            "dht",
-            "--host",
-            "127.0.0.1",
-            "--maddrs-file",
-            str(maddrs_file),
-        ]
-        process = self.processes.start(args, self.out / "dht" / "log.txt", _child_env())
-        deadline = time.time() + self.options.startup_timeout
-        while not maddrs_file.exists():
-            if process.poll() is not None or time.time() > deadline:
-                tail = log_excerpt(self.out / "dht" / "log.txt", lines=5)
-                raise SwarmError(f"the DHT bootstrap peer did not start:\n{tail}")
-            time.sleep(0.1)
-        return maddrs_file.read_text().split()
-
     def _wait_until_ready(self) -> None:
         deadline = time.time() + self.options.startup_timeout
         waiting = list(self.members)
@@ -290,10 +300,17 @@ class Swarm:
             waiting = [m for m in waiting if not (m.out_dir / "ready").exists()]
             if waiting and time.time() > deadline:
                 names = ", ".join(m.name for m in waiting)
+                if not self.maddrs_file.exists():
+                    names = f"the DHT bootstrap peer (no {self.maddrs_file}), {names}"
                 raise SwarmError(f"peers not ready after {self.options.startup_timeout:.0f} s: {names}")
             time.sleep(0.2)
 
     def _check_alive(self) -> None:
+        if self.bootstrap and self.bootstrap.poll() is not None:  # it serves until the swarm stops it
+            tail = log_excerpt(self.maddrs_file.with_name("log.txt"), lines=5)
+            raise SwarmError(
+                f"the DHT bootstrap peer exited with status {self.bootstrap.returncode}:\n{tail}"
+            )
         for member in self.members:
             code = member.process.poll() if member.process else None
             if code not in (None, 0):

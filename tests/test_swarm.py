@@ -13,8 +13,9 @@ import time
 
 import psutil
 import pytest
+from swarm_helpers import wait_for
 
-from distrain.swarm import Member
+from distrain.swarm import Member, ProcessGroup
 
 ROUNDS, STEPS, BATCH, CONTEXT = 4, 10, 16, 64
 # What a submission may be judged without being refused: `wrong_data` is the proof of work on a few
@@ -174,3 +175,25 @@ def test_a_dead_rank_is_reported_with_what_it_printed(tmp_path):
     assert excerpt[:2] == [lines[1], "  what():  Connection closed by peer"]
     assert excerpt[3:-1] == report[-15:] and str(member.log_path) in excerpt[-1]
     assert "round 3 trained" not in excerpt
+
+
+def test_a_line_being_written_is_not_read(tmp_path):
+    member = Member(name="validator-0", role="validator", hotkey="5F", out_dir=tmp_path)
+    (tmp_path / "events.jsonl").write_text('{"round": 0}\n{"round": 1, "val_lo')
+    assert member.events() == [{"round": 0}]
+
+
+def test_stop_lets_each_peer_stop_its_own_p2pd(tmp_path):
+    """Signalled together with its peer, a daemon died first: the peer's shutdown then waited on it
+    (past the 10 s grace, until `Peer.shutdown` bounded the wait) and logged a ConnectionResetError."""
+    group, maddrs = ProcessGroup(), tmp_path / "maddrs.txt"
+    command = [sys.executable, "-m", "distrain", "dht", "--host", "127.0.0.1", "--maddrs-file", str(maddrs)]
+    process = group.start(command, tmp_path / "log.txt", {**os.environ, "WANDB_MODE": "disabled"})
+    try:
+        wait_for(maddrs.exists, timeout=60)
+        daemons = [p for p in psutil.Process(process.pid).children(recursive=True) if p.name() == "p2pd"]
+    finally:
+        group.stop()
+    log = (tmp_path / "log.txt").read_text()
+    assert process.returncode == 0 and "Traceback" not in log, log
+    assert len(daemons) == 1 and not daemons[0].is_running()

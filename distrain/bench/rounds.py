@@ -27,6 +27,7 @@ import json
 import math
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 from distrain.bench.plan import BenchRun, Scale, add_plan_arguments, bench_hotkeys, plan_from_args
@@ -57,9 +58,16 @@ class RoundsResult:
 
 
 def run_rounds(
-    recipe: Recipe, run: BenchRun, scale: Scale, book: PageBook, cluster: Cluster, seed: int
+    recipe: Recipe,
+    run: BenchRun,
+    scale: Scale,
+    book: PageBook,
+    cluster: Cluster,
+    seed: int,
+    echo: Callable[[str], None] = print,
 ) -> RoundsResult:
-    """`scale.steps // run.inner_steps` rounds of `scale.miners` miners, all in this process."""
+    """`scale.steps // run.inner_steps` rounds of `scale.miners` miners, all in this process; `echo`
+    gets a progress line at most ten times a run (a ddp run at the gpu scale takes minutes)."""
     started = time.time()
     theta = build_model(recipe.model, recipe.run.seed)
     shapes = {name: param.shape for name, param in theta.named_parameters()}
@@ -99,6 +107,10 @@ def run_rounds(
             deltas.append(sent)
         outer.step(base, aggregate(deltas))
         curve.append(val_loss())
+        if (round_ + 1) % -(-rounds // 10) == 0 and round_ + 1 < rounds:
+            echo(
+                f"{run.name}: round {round_ + 1}/{rounds}, loss {curve[-1]:.4f}, {time.time() - started:.0f} s"
+            )
     parameters = sum(shape.numel() for shape in shapes.values())
     return RoundsResult(
         name=run.name,
@@ -128,7 +140,8 @@ def cmd_rounds(args: argparse.Namespace) -> int:
             **run.overrides,
             **settings,
         }
-        results.append(run_rounds(derive_recipe(base, overrides), run, scale, book, cluster, args.seed))
+        recipe = derive_recipe(base, overrides)
+        results.append(run_rounds(recipe, run, scale, book, cluster, args.seed, echo))
         r = results[-1]
         echo(f"{r.name:18s} H={r.inner_steps:<3d} {r.codec:9s} final loss {r.final_loss:.4f}  "
              f"{r.bits_per_param:8.4f} bits/param  {r.seconds:.0f} s")  # fmt: skip

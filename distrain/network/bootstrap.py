@@ -15,6 +15,7 @@ import threading
 from collections.abc import Iterator
 
 from distrain.files import write_atomically
+from distrain.logs import add_log_format_argument, configure_logging
 from distrain.network.errors import NetworkError
 from distrain.network.peer import Peer, listen_maddr
 
@@ -60,18 +61,21 @@ def _stop_on_signals(event: threading.Event) -> Iterator[None]:
 
 def add_dht_command(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add ``dht`` to a CLI's subcommands; ``args.func(args)`` runs it and returns the exit code."""
-    parser = subparsers.add_parser(
-        "dht",
-        help="run a bootstrap DHT peer",
-        description="Run a bootstrap DHT peer and print its multiaddrs (pass them to other peers as initial peers).",
-    )
+    parser = subparsers.add_parser("dht", help="run a bootstrap DHT peer", description=DESCRIPTION)
+    _add_dht_arguments(parser)
+    parser.set_defaults(func=_dht_main)
+    return parser
+
+
+DESCRIPTION = "Run a bootstrap DHT peer and print its multiaddrs (pass them to other peers as initial peers)."
+
+
+def _add_dht_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="IP address to listen on (default: %(default)s)")
     parser.add_argument(
         "--port", type=int, default=0, help="TCP port to listen on; 0 picks a free one (default)"
     )
     parser.add_argument("--maddrs-file", help="also write the multiaddrs to this file, one per line")
-    parser.set_defaults(func=_dht_main)
-    return parser
 
 
 def _dht_main(args: argparse.Namespace) -> int:
@@ -81,3 +85,14 @@ def _dht_main(args: argparse.Namespace) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m distrain.network ...``: ``distrain dht`` without importing the rest of distrain,
+    which starts it a second sooner (``distrain swarm`` starts one per swarm)."""
+    parser = argparse.ArgumentParser(prog="distrain dht", description=DESCRIPTION)
+    _add_dht_arguments(parser)
+    add_log_format_argument(parser)
+    args = parser.parse_args(argv)
+    configure_logging(args.log_format)
+    return _dht_main(args)

@@ -13,6 +13,7 @@ peers would answer on one port. We therefore check addresses and ports ourselves
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import ipaddress
 import socket
@@ -35,6 +36,10 @@ from distrain.network.validator import HotkeyRecordValidator, check_entry, key_i
 DEFAULT_HOST_MADDRS = ("/ip4/127.0.0.1/tcp/0",)
 FETCH_ATTEMPTS = 2
 RETRIED = ("hash_mismatch", "unreachable")
+LEAVE_SECONDS = 2.0
+"""How long `shutdown` lets the DHT node leave. On loopback it takes milliseconds; when p2pd died
+first (a signal to the peer's whole process group reaches the daemon too) the node waits on the dead
+daemon for as long as it is given: 32 s of a 30 s request timeout, measured."""
 """Fetch failures that may be transient, and so are tried again once."""
 
 
@@ -248,7 +253,8 @@ class Peer:
         if not self._loop.is_running:
             return
         try:
-            self._loop.run(self._node.shutdown(), self.request_timeout)
+            with contextlib.suppress(TimeoutError):  # p2pd is gone or wedged: the node cannot leave
+                self._loop.run(self._node.shutdown(), LEAVE_SECONDS)
             self._loop.run(self._p2p.shutdown(), self.request_timeout)
         finally:
             self._loop.shutdown()

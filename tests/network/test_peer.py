@@ -88,6 +88,18 @@ def test_shutdown_stops_p2pd(bootstrap_peer, p2pd, keypair_factory):
     peer.shutdown()  # idempotent
 
 
+def test_shutdown_after_p2pd_died(bootstrap_peer, p2pd):
+    """A signal to a peer's process group reaches its daemon too, which may die first: leaving the DHT
+    then waited on the dead daemon until the request timeout ran out, and raised."""
+    before = p2pd.descendants()
+    peer = Peer(initial_peers=bootstrap_peer.maddrs, request_timeout=30)
+    (daemon,) = p2pd.descendants() - before
+    daemon.terminate()
+    daemon.wait(10)
+    peer.shutdown()
+    assert not peer._loop.is_running
+
+
 def test_publish_checks_the_key(other_peer, keypair_factory):
     with pytest.raises(ValueError, match="cannot be published under"):
         other_peer.publish(round_key("peer-test", 1, "fingerprint"), keypair_factory(), FINGERPRINT, ttl_s=10)
