@@ -17,7 +17,7 @@ publishes no aggregation sets (`validator.aggregation_sets: false`), so miners a
 that passes the cheap checks — the benchmark compares training, not scoring (with H = 1, successive
 AdamW steps of one miner look like replays, and single-step gains are too noisy to judge).
 
-    distrain bench convergence                   # ~10 minutes on 2 CPU cores; a table and a PNG
+    distrain bench convergence                   # ~11 minutes on 2 CPU cores; a table and a PNG
     distrain bench convergence --json            # {"runs": [{"name", "inner_steps", "codec", ...}]}
     distrain bench convergence --scale mid       # 3.2M parameters: ~2 minutes a run on 2 CPU cores
     distrain bench convergence --scale gpu       # a bigger model, more miners and tokens

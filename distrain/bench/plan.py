@@ -70,7 +70,7 @@ SCALES = {
         ],
     ),
 }
-"""`cpu`: the default 435K-parameter model, about ten minutes on 2 cores. `mid`: the same data and tokens
+"""`cpu`: the default 435K-parameter model, about eleven minutes on 2 cores. `mid`: the same data and tokens
 with 3.2M parameters, 6× the compute of `cpu` (about 2.3 minutes a run on 2 cores). `gpu`: a
 25M-parameter model, more miners and tokens, for a machine with a GPU."""
 
