@@ -36,11 +36,11 @@ from distrain.network.validator import HotkeyRecordValidator, check_entry, key_i
 DEFAULT_HOST_MADDRS = ("/ip4/127.0.0.1/tcp/0",)
 FETCH_ATTEMPTS = 2
 RETRIED = ("hash_mismatch", "unreachable")
+"""Fetch failures that may be transient, and so are tried again once."""
 LEAVE_SECONDS = 2.0
 """How long `shutdown` lets the DHT node leave. On loopback it takes milliseconds; when p2pd died
 first (a signal to the peer's whole process group reaches the daemon too) the node waits on the dead
-daemon for as long as it is given: 32 s of a 30 s request timeout, measured."""
-"""Fetch failures that may be transient, and so are tried again once."""
+daemon for as long as it is given: a bootstrap peer with the 30 s request timeout took 32 s to stop."""
 
 
 class Peer:
