@@ -27,7 +27,7 @@ import torch
 from distrain.chain import ChainError, Metagraph
 from distrain.config import Recipe
 from distrain.node import Node, NodeOptions, Submission
-from distrain.training import fingerprint
+from distrain.training import aggregate, fingerprint
 from distrain.training.outer import snapshot
 from distrain.training.state import encode_state, load_state
 from distrain.validation import ScoreBook
@@ -176,6 +176,14 @@ class Validator(Node):
         }
         results = {}
         sampled = self.sample(submissions, secret)
+        # The round's average delta is an update made on nobody's pages in particular: how much more it
+        # improves a miner's pages than the random ones is what those pages gain from any update, and
+        # is taken off that miner's margin (`page_bias`). Page sets differ in how much a round's update
+        # helps them; subtracting that halved the spread of the margin in swarms (README, scoring). It is
+        # decoded once, into one more copy of θ's size, rather than once for each of its evaluations.
+        reference = dict(aggregate([s.delta for s in sampled]).items()) if len(sampled) > 1 else None
+        if reference is not None:
+            random_reference_gain = before["random"] - self.evaluator.loss_at(base, randoms, reference)
         for s in sampled:
             own = self.own_pages(s.hotkey, round_, secret)
             own_before = self.evaluator.loss_at(base, own)
@@ -184,13 +192,16 @@ class Validator(Node):
             )
             own_gain = own_before - self.evaluator.loss_at(base, own, s.delta)
             random_gain = before["random"] - self.evaluator.loss_at(base, randoms, s.delta)
-            margin = own_gain - random_gain
-            if margin < self.cfg.assignment_margin:
+            page_bias = 0.0
+            if reference is not None:
+                page_bias = own_before - self.evaluator.loss_at(base, own, reference) - random_reference_gain
+            if own_gain - random_gain - page_bias < self.cfg.assignment_margin:
                 s.reason = "wrong_data"
             results[s.hotkey] = {
                 "heldout_gain": heldout_gain,
                 "own_gain": own_gain,
                 "random_gain": random_gain,
+                "page_bias": page_bias,
                 "score_gain": 0.0 if s.reason else heldout_gain,
             }
             self.evaluated[s.hotkey] = round_

@@ -55,7 +55,7 @@ BENCH_VALIDATOR = {
     "validator.aggregation_sets": False,
 }
 """The validator measures and does not steer: it publishes no aggregation sets, and scores (unused here)
-from one page each, which keeps ddp's one-step rounds at the 1 s minimum on the default model (two
+from one page each, which keeps ddp's one-step rounds near the 1 s minimum on the default model (two
 pages each made them 1.25 s); every loss reported still comes from its 12 validation pages."""
 
 
@@ -117,10 +117,12 @@ def calibrate(recipe: Recipe, steps: int = 6) -> Calibration:
 
 def validator_pages(recipe: Recipe, miners: int) -> int:
     """Pages whose loss the validator computes each round: its validation pages, the round's held-out
-    and random pages, and per submission its own pages before and after the delta, and the held-out
-    and random pages after it (`Validator.evaluate`)."""
+    pages, and its random pages before and after the round's average delta; per submission its own
+    pages before and after the delta and after the average, and the held-out and random pages after
+    the delta (`Validator.evaluate`)."""
     v = recipe.validator
-    return v.val_pages + v.eval_pages + v.assignment_pages + miners * (v.eval_pages + 3 * v.assignment_pages)
+    per_submission = v.eval_pages + 4 * v.assignment_pages
+    return v.val_pages + v.eval_pages + 2 * v.assignment_pages + miners * per_submission
 
 
 def round_seconds(inner_steps: int, calibration: Calibration, miners: int, pages: int) -> float:

@@ -206,7 +206,7 @@ def test_recipe_advice_names_the_measured_settings_of_sparse_codecs():
     assert len(advice) == 3
     assert "--outer.lr 3.0 --outer.momentum 0.0 --outer.nesterov false" in advice[0]
     assert (
-        "assignment_margin 0.05 flags most honest miners" in advice[1]
+        "assignment_margin 0.03 flags most honest miners" in advice[1]
         and str(SPARSE_ASSIGNMENT_MARGIN) in advice[1]
     )
     assert "error_decay 0.95 ended 7% above the default 0.7" in advice[2]
