@@ -1,5 +1,6 @@
 """One swarm with honest miners and every known cheat: the validator survives and pays only honest work."""
 
+import collections
 import json
 import statistics
 import subprocess
@@ -77,9 +78,12 @@ def test_the_validator_never_died_and_named_every_rejection(attacked):
     for role, reason in expected.items():
         assert reason in reasons[role], (role, reasons[role])
     assert "replayed" in reasons["stale"] or "copy" in reasons["stale"]
-    # Several submissions are judged every round: each margin is corrected by the round's average delta.
+    # Where a round judged several submissions, each margin is corrected by the round's average delta
+    # (with one there is no average: under CI's load, every other miner once missed the validator's θ).
     judged = [record for record in audit if "own_gain" in record]
-    assert judged and all(record["page_bias"] != 0.0 for record in judged)
+    per_round = collections.Counter(record["round"] for record in judged)
+    corrected = [record for record in judged if per_round[record["round"]] > 1]
+    assert len(corrected) >= len(judged) / 2 and all(record["page_bias"] != 0.0 for record in corrected)
 
 
 def test_the_model_still_learns(attacked):
