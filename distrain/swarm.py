@@ -126,7 +126,9 @@ class ProcessGroup:
     def stop(self, grace: float = 10.0) -> None:
         # Walk the trees first: once a launcher exits, its ranks' sessions can no longer be found.
         trees = [_tree(process) for process in self.processes]
-        groups = {group for tree in trees for group in _groups(tree)}
+        # Each child leads a group of its own, which outlives it: a p2pd that a reaped child left is in it.
+        leaders = {process.pid for process in self.processes}
+        groups = leaders | {group for tree in trees for group in _groups(tree)}
         # SIGTERM the peers but not their p2pd daemons: each peer stops its own. A daemon signalled
         # with its peer dies first, and the peer's shutdown then waits on it (the node's leave timeout).
         for member in (member for tree in trees for member in tree if _name(member) != P2PD):
@@ -156,7 +158,7 @@ def _tree(process: subprocess.Popen) -> list[psutil.Process]:
 
 
 def _groups(tree: list[psutil.Process]) -> set[int]:
-    """The process groups of a tree: its root leads its own; torchrun starts each rank in another."""
+    """The process groups of a living tree (torchrun starts each rank in a group of its own)."""
     groups = set()
     for member in tree:
         with contextlib.suppress(psutil.Error, ProcessLookupError):
@@ -212,6 +214,7 @@ class Swarm:
         self.members = self._create_members()
         self.maddrs_file = self.out / "dht" / "maddrs.txt"
         """Where the DHT bootstrap peer writes its multiaddrs, for the other peers to join through."""
+        self.bootstrap_log = self.maddrs_file.with_name("log.txt")
         self.maddrs_file.unlink(missing_ok=True)
         self.bootstrap: subprocess.Popen | None = None
         self.genesis = self.initial_loss = None
@@ -254,7 +257,7 @@ class Swarm:
         # when it joins the DHT, after its imports, corpus and model (seconds a swarm on 2 cores).
         bootstrap = [sys.executable, "-m", "distrain.network", "--host", "127.0.0.1"]
         bootstrap += ["--maddrs-file", str(self.maddrs_file)]
-        self.bootstrap = self.processes.start(bootstrap, self.maddrs_file.with_name("log.txt"), _child_env())
+        self.bootstrap = self.processes.start(bootstrap, self.bootstrap_log, _child_env())
         for member in self.members:
             command = "validator" if member.role == "validator" else "miner"
             args = [*self._launcher(member), command, "--recipe", str(self.recipe_path)]
@@ -307,7 +310,7 @@ class Swarm:
 
     def _check_alive(self) -> None:
         if self.bootstrap and self.bootstrap.poll() is not None:  # it serves until the swarm stops it
-            tail = log_excerpt(self.maddrs_file.with_name("log.txt"), lines=5)
+            tail = log_excerpt(self.bootstrap_log, lines=5)
             raise SwarmError(
                 f"the DHT bootstrap peer exited with status {self.bootstrap.returncode}:\n{tail}"
             )

@@ -182,8 +182,9 @@ class Validator(Node):
         # helps them; subtracting that halved the spread of the margin in swarms (README, scoring). It is
         # decoded once, into one more copy of θ's size, rather than once for each of its evaluations.
         reference = dict(aggregate([s.delta for s in sampled]).items()) if len(sampled) > 1 else None
-        if reference is not None:
-            random_reference_gain = before["random"] - self.evaluator.loss_at(base, randoms, reference)
+        random_reference_gain = (
+            0.0 if reference is None else before["random"] - self.evaluator.loss_at(base, randoms, reference)
+        )
         for s in sampled:
             own = self.own_pages(s.hotkey, round_, secret)
             own_before = self.evaluator.loss_at(base, own)
