@@ -1,5 +1,6 @@
-import sys
+"""``python -m distrain``: the ``distrain`` command, as every swarm peer runs it."""
 
 from distrain.cli import main
+from distrain.logs import exit_now
 
-sys.exit(main())
+exit_now(main())

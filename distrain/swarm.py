@@ -29,6 +29,8 @@ from distrain.clock import write_genesis
 from distrain.config import Recipe, RecipeError
 
 VALIDATOR_STAKE = 1000.0
+GENESIS_LEAD_SECONDS = 0.5
+"""How long after every peer is ready round 0 starts: they poll for the genesis file every 0.1 s."""
 ROOT_CAUSE = re.compile(
     r"^(\[rank\d+\]: )?\w*(Error|Exception)\b|terminate called|what\(\):|Fatal Python error"
 )
@@ -273,7 +275,7 @@ class Swarm:
             member.process = self.processes.start(args, member.log_path, {**_child_env(), **member.env})
         self._wait_until_ready()
         # Everyone is up: round 0 starts in a moment, for all of them at once.
-        self.genesis = time.time() + 1.0
+        self.genesis = time.time() + GENESIS_LEAD_SECONDS
         write_genesis(self.out / "genesis.json", self.genesis)
 
     def restart(self, member: Member) -> None:

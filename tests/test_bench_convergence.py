@@ -8,6 +8,7 @@ import pytest
 
 from distrain.bench.convergence import (
     BENCH_VALIDATOR,
+    MIN_ROUND_SECONDS,
     Calibration,
     RunResult,
     round_seconds,
@@ -55,7 +56,7 @@ def test_rounds_leave_the_validator_time_to_keep_up():
     ddp, diloco = (round_seconds(h, calibration, 2, pages) for h in (1, 24))
     assert ddp >= pages * calibration.page_seconds + 0.5  # one step a round: the validator sets the pace
     assert diloco > 24 * calibration.step_seconds / 0.7  # H steps a round: training does
-    assert round_seconds(1, Calibration(0.01, 0.001), 2, pages) == 1.0  # never below the minimum
+    assert round_seconds(1, Calibration(0.01, 0.001), 2, pages) == MIN_ROUND_SECONDS  # never below it
 
 
 def _result(name: str, loss: float, sent: float) -> RunResult:

@@ -1,7 +1,6 @@
 """``python -m distrain.network``: the ``distrain dht`` command alone (see ``bootstrap.main``)."""
 
-import sys
-
+from distrain.logs import exit_now
 from distrain.network.bootstrap import main
 
-sys.exit(main())
+exit_now(main())
