@@ -3,7 +3,7 @@
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
-from bittensor import sp_core
+import bittensor_core
 
 from distrain.clock import BlockClock
 
@@ -108,7 +108,7 @@ def check_signer(metagraph: Metagraph, hotkey: str, require_permit: bool, min_st
 def is_ss58(address: str) -> bool:
     """True if ``address`` decodes as an SS58 address."""
     try:
-        sp_core.ss58_decode(address)
+        bittensor_core.ss58_decode(address)
     except (ValueError, TypeError):
         return False
     return True
@@ -117,7 +117,7 @@ def is_ss58(address: str) -> bool:
 def verify_signature(hotkey_ss58: str, message: bytes, signature: bytes) -> bool:
     """True if ``signature`` is ``hotkey_ss58``'s sr25519 signature of ``message``; False on any malformed input."""
     try:
-        return bool(sp_core.verify(message, signature, hotkey_ss58))
+        return bool(bittensor_core.verify(message, signature, hotkey_ss58))
     except (ValueError, TypeError):
         return False
 

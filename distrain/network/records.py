@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from bittensor import sp_core
+import bittensor_core
 
 # hivemind's DHT misbehaves on values of ~16 KB and more (see DESIGN.md); half of that leaves headroom
 # for msgpack framing and DHT bookkeeping. Bytes belong on the P2P transport, not in records.
@@ -37,7 +37,7 @@ _BASE58 = re.compile(r"[1-9A-HJ-NP-Za-km-z]+")
 
 
 class Signer(Protocol):
-    """What we need from a hotkey: ``bt.Wallet(...).hotkey`` or ``bittensor.sp_core.Keypair``."""
+    """What we need from a hotkey: ``bt.Wallet(...).hotkey`` or ``bittensor_core.Keypair``."""
 
     @property
     def ss58_address(self) -> str: ...
@@ -228,8 +228,8 @@ def verify_record(value: Any) -> str | None:
     if schema.problem({name: item for name, item in value.items() if name != "sig"}) is not None:
         return "malformed"
     try:
-        # sp_core.verify costs ~40 us; it raises ValueError for an address that is not valid ss58.
-        valid = sp_core.verify(signed_bytes, bytes.fromhex(signature), value["hotkey"])
+        # bittensor_core.verify costs ~40 us; it raises ValueError for an address that is not valid ss58.
+        valid = bittensor_core.verify(signed_bytes, bytes.fromhex(signature), value["hotkey"])
     except ValueError:
         return "bad_signature"
     return None if valid else "bad_signature"

@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections import Counter, OrderedDict
 from typing import Any
 
-from bittensor import sp_core
+import bittensor_core
 from hivemind.dht.routing import DHTID
 from hivemind.dht.validation import DHTRecord, RecordValidatorBase
 from hivemind.utils import MSGPackSerializer
@@ -43,7 +43,7 @@ def is_hotkey(subkey: Any) -> bool:
     if not isinstance(subkey, str):
         return False
     try:
-        sp_core.ss58_decode(subkey)
+        bittensor_core.ss58_decode(subkey)
     except ValueError:
         return False
     return True

@@ -169,3 +169,16 @@ def test_bootstrap_process_exits_cleanly_on_sigterm(tmp_path, p2pd):
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+
+
+def test_the_bootstrap_command_imports_only_the_network():
+    # `distrain swarm` starts its DHT bootstrap as `python -m distrain.network` beside the other peers,
+    # on the same cores: it verifies signatures with the SDK's key binding, not the whole SDK.
+    code = (
+        "import sys, distrain.network.bootstrap; "
+        "print(sorted({m for m in sys.modules if m.startswith('distrain.') and not m.startswith('distrain.network')}"
+        " | ({m.split('.')[0] for m in sys.modules} & {'bittensor', 'accelerate', 'wandb', 'matplotlib'})))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "['distrain.files', 'distrain.logs']"
