@@ -53,6 +53,8 @@ VALIDATOR_FETCH_SECONDS = 0.1
 """What the validator's round costs besides its page evaluations (fetching and checking submissions);
 it overlaps the next round, so a late round delays it without making it miss one."""
 PUBLISH_FRACTION = 0.7
+PROGRESS_SECONDS = 20.0
+"""A run's swarm reports every round (ddp has 192 of them); the benchmark passes one line on this often."""
 BENCH_VALIDATOR = {
     "validator.eval_pages": 1,
     "validator.assignment_pages": 1,
@@ -240,6 +242,19 @@ def format_table(results: list[RunResult]) -> str:
     )
 
 
+def throttled(echo, seconds: float):
+    """`echo`, indented, passing on at most one line per `seconds`."""
+    last = -math.inf
+
+    def echo_now_and_then(line: str) -> None:
+        nonlocal last
+        if time.time() - last >= seconds:
+            last = time.time()
+            echo(f"    {line}")
+
+    return echo_now_and_then
+
+
 def run_convergence(base: Recipe, scale: Scale, runs: list[BenchRun], out: Path, echo) -> dict:
     """The runs one after the other; the report is rewritten after each run, so an interrupted benchmark
     keeps what it measured."""
@@ -268,7 +283,7 @@ def run_convergence(base: Recipe, scale: Scale, runs: list[BenchRun], out: Path,
         echo(
             f"[{index}/{len(runs)}] {run.name}: H={run.inner_steps}, {run.codec}, {scale.steps // run.inner_steps} rounds"
         )
-        results.append(run_one(base, run, scale, calibration, out, lambda _line: None))
+        results.append(run_one(base, run, scale, calibration, out, throttled(echo, PROGRESS_SECONDS)))
         r = results[-1]
         echo(
             f"    final loss {r.final_loss:.4f}, {r.bytes_per_miner / 1e6:.3f} MB/miner, "
