@@ -17,7 +17,14 @@ import torch
 from distrain.chain import Metagraph, check_signer, load_hotkey, open_chain
 from distrain.chain.cache import MetagraphCache
 from distrain.clock import BlockClock, RoundClock, wait_for_genesis
-from distrain.compression import CompressedDelta, PayloadError, decode_payload, recipe_advice
+from distrain.compression import (
+    RECOMMENDED,
+    CompressedDelta,
+    PayloadError,
+    decode_payload,
+    estimated_payload_bytes,
+    recipe_advice,
+)
 from distrain.config import Recipe
 from distrain.data import PageBook, load_corpus
 from distrain.files import append_jsonl, wait_for_file
@@ -68,6 +75,20 @@ class NodeOptions:
 
 class NodeError(Exception):
     """A node that cannot start as asked; the message is one line for the user."""
+
+
+def _check_payload_size(recipe: Recipe, shapes: dict[str, torch.Size], max_payload_bytes: int) -> None:
+    """Refuse a recipe whose payloads every peer would reject as oversized (fp32 of a 25M model is 97 MiB)."""
+    codec = recipe.compression.codec
+    estimate = estimated_payload_bytes(codec, shapes)
+    if estimate > max_payload_bytes:
+        parameters = sum(shape.numel() for shape in shapes.values())
+        raise NodeError(
+            f"codec {codec} makes payloads of about {estimate / 2**20:.0f} MiB for this model's "
+            f"{parameters / 1e6:.1f}M parameters, above run.max_payload_mb {recipe.run.max_payload_mb:g}: "
+            f"every peer would reject them as oversized; raise run.max_payload_mb or use a compressing "
+            f"codec ({RECOMMENDED})"
+        )
 
 
 @dataclass
@@ -135,6 +156,7 @@ class Node:
         self.outer = OuterOptimizer(self.model, recipe.outer)
         self.shapes = {name: param.shape for name, param in self.model.named_parameters()}
         self.max_payload_bytes = int(recipe.run.max_payload_mb * 2**20)
+        _check_payload_size(recipe, self.shapes, self.max_payload_bytes)
         initial_peers = options.initial_peers
         if options.initial_peers_file:
             initial_peers = wait_for_file(options.initial_peers_file, timeout=WAIT_FOR_FILE_SECONDS).split()

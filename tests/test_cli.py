@@ -64,6 +64,12 @@ def test_unregistered_hotkey(registered_miner, tmp_path):
     assert_one_line_error(run_cli(*args), "is not registered")
 
 
+def test_payloads_over_the_size_limit(registered_miner):
+    # fp32 of the default model is 1.7 MB: every peer would reject it, so the miner does not start.
+    result = run_cli(*registered_miner, "--compression.codec", "fp32", "--run.max_payload_mb", "1")
+    assert_one_line_error(result, "codec fp32 makes payloads of about 2 MiB", "run.max_payload_mb 1")
+
+
 def test_missing_wallet(registered_miner):
     args = list(registered_miner)
     args[args.index("m")] = "nobody"

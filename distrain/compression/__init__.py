@@ -13,7 +13,13 @@ from distrain.compression.codecs import (
 )
 from distrain.compression.dense import DenseCodec
 from distrain.compression.feedback import ErrorFeedback
-from distrain.compression.payload import CompressedDelta, PayloadError, decode_payload, encode_payload
+from distrain.compression.payload import (
+    CompressedDelta,
+    PayloadError,
+    decode_payload,
+    encode_payload,
+    estimated_payload_bytes,
+)
 from distrain.compression.topk import ChunkedTopK
 
 __all__ = [
@@ -30,6 +36,7 @@ __all__ = [
     "PayloadError",
     "decode_payload",
     "encode_payload",
+    "estimated_payload_bytes",
     "get_codec",
     "outer_overrides",
     "recipe_advice",

@@ -82,6 +82,12 @@ def encode_payload(delta: Mapping[str, torch.Tensor], codec_name: str, meta: dic
     return safetensors.torch.save(tensors, metadata={_META_KEY: header})
 
 
+def estimated_payload_bytes(codec_name: str, shapes: Mapping[str, torch.Size]) -> int:
+    """About how many bytes `encode_payload` makes of a delta of these shapes (header excluded)."""
+    codec = get_codec(codec_name)
+    return sum(codec.estimated_bytes(shape.numel()) for shape in shapes.values())
+
+
 def decode_payload(data: bytes, shapes: dict[str, torch.Size]) -> tuple[dict, CompressedDelta]:
     """Parse and validate a payload against the expected parameter shapes; raise PayloadError.
 
