@@ -11,6 +11,7 @@ from distrain.bench.convergence import (
     MIN_ROUND_SECONDS,
     Calibration,
     RunResult,
+    calibrate,
     round_seconds,
     target_checks,
     validator_pages,
@@ -50,13 +51,35 @@ def test_an_h_that_does_not_divide_the_steps_is_refused():
 
 def test_rounds_leave_the_validator_time_to_keep_up():
     # 3M parameters on 2 cores: a 1.3 s ddp round let the validator fall behind and see no submissions.
-    calibration = Calibration(step_seconds=0.26, page_seconds=0.085)
+    calibration = Calibration(step_seconds=0.26, page_seconds=0.085, exchange_seconds={"fp32": 0.1})
     pages = validator_pages(derive_recipe(load_recipe(None), BENCH_VALIDATOR), miners=2)
     assert pages == 12 + 1 + 2 * 1 + 2 * (1 + 4 * 1)  # validation, held-out, random; per submission
-    ddp, diloco = (round_seconds(h, calibration, 2, pages) for h in (1, 24))
+    ddp, diloco = (round_seconds(h, calibration, "fp32", 2, pages) for h in (1, 24))
     assert ddp >= pages * calibration.page_seconds + 0.5  # one step a round: the validator sets the pace
     assert diloco > 24 * calibration.step_seconds / 0.7  # H steps a round: training does
-    assert round_seconds(1, Calibration(0.01, 0.001), 2, pages) == MIN_ROUND_SECONDS  # never below it
+    small = Calibration(0.01, 0.001, {"fp32": 0.01})
+    assert round_seconds(1, small, "fp32", 2, pages) == MIN_ROUND_SECONDS  # never below it
+
+
+def test_rounds_make_room_for_a_slow_exchange():
+    # 25M parameters on an H100: 16 ms steps, but seconds of compressing, fetching and checkpointing
+    # between rounds; rounds sized for the steps alone left the miners no time to train.
+    calibration = Calibration(
+        step_seconds=0.016, page_seconds=0.004, exchange_seconds={"fp32": 3.0, "topk": 1.0}
+    )
+    pages = validator_pages(derive_recipe(load_recipe(None), BENCH_VALIDATOR), miners=4)
+    dense, sparse = (round_seconds(24, calibration, codec, 4, pages) for codec in ("fp32", "topk"))
+    assert dense * 0.7 - 3.0 >= 24 * 0.016  # the steps still fit once the exchange is done
+    assert dense > sparse > 1.0 / 0.7
+
+
+def test_calibration_measures_each_codecs_exchange(tmp_path):
+    recipe = load_recipe(None)
+    calibration = calibrate(recipe, ["fp32", "topk"], miners=2, folder=tmp_path / "calibration", steps=2)
+    assert calibration.step_seconds > 0 and calibration.page_seconds > 0
+    assert set(calibration.exchange_seconds) == {"fp32", "topk"}
+    assert all(0 < seconds < 30 for seconds in calibration.exchange_seconds.values())
+    assert not (tmp_path / "calibration").exists()  # its checkpoints are gone
 
 
 def _result(name: str, loss: float, sent: float) -> RunResult:

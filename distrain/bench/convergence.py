@@ -30,6 +30,7 @@ import dataclasses
 import json
 import math
 import os
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -38,21 +39,30 @@ from pathlib import Path
 import torch
 
 from distrain.bench.plan import KEY_SEED, BenchRun, Scale, add_plan_arguments, plan_from_args
+from distrain.compression import ErrorFeedback, decode_payload
 from distrain.config import Recipe, derive_recipe
 from distrain.data import PageBook, load_corpus
 from distrain.models import build_model, mean_loss
 from distrain.swarm import Swarm, SwarmError, SwarmOptions
-from distrain.training import InnerTrainer
+from distrain.training import InnerTrainer, OuterOptimizer, aggregate, pseudo_gradient
+from distrain.training.checkpoint import MinerCheckpoint, encode_global
+from distrain.training.outer import snapshot
 
 MIN_ROUND_SECONDS = 0.8
 """Shortest round: a DHT announcement, P2P fetches, the outer step and the validator's work must fit."""
 EXCHANGE_SECONDS = 0.5
-"""Time a round's exchange (gather, outer step, fingerprint) takes from the next round's training: 0.12 s
-(0.21 s at most) in a ddp run of the default model, measured; the rest is slack for a busy machine."""
+"""Least time a round's exchange (gather, outer step, fingerprint) takes from the next round's training:
+0.12 s (0.21 s at most) in a ddp run of the default model, measured; the rest is slack for a busy
+machine. Bigger models take what `exchange_seconds` measures."""
+LOOPBACK_BYTES_PER_SECOND = 100 * 2**20
+"""A payload fetch between two peers' p2pd daemons on 127.0.0.1: 165 MiB/s for one 97 MiB payload on the
+2-core machine (29 MiB/s for 1 MiB), less with a swarm busy beside it."""
 VALIDATOR_FETCH_SECONDS = 0.1
 """What the validator's round costs besides its page evaluations (fetching and checking submissions);
 it overlaps the next round, so a late round delays it without making it miss one."""
 PUBLISH_FRACTION = 0.7
+SHORT_RUN_FRACTION = 0.9
+"""A run whose miners trained or were averaged less than this was cut short by its rounds, not its method."""
 PROGRESS_SECONDS = 20.0
 """A run's swarm reports every round (ddp has 192 of them); the benchmark passes one line on this often."""
 BENCH_VALIDATOR = {
@@ -101,10 +111,13 @@ class Calibration:
     """One inner step of the recipe."""
     page_seconds: float
     """The validator's loss on one page's windows."""
+    exchange_seconds: dict[str, float]
+    """By codec: a miner's work between two rounds (`exchange_seconds`)."""
 
 
-def calibrate(recipe: Recipe, steps: int = 6) -> Calibration:
-    """An inner step (after as many warm-up steps) and a validator's page evaluation of the recipe."""
+def calibrate(recipe: Recipe, codecs: list[str], miners: int, folder: Path, steps: int = 6) -> Calibration:
+    """An inner step (after as many warm-up steps), a validator's page evaluation of the recipe, and the
+    exchange with each of `codecs` (its checkpoints are written under `folder`, removed afterwards)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -116,9 +129,32 @@ def calibrate(recipe: Recipe, steps: int = 6) -> Calibration:
         stats = trainer.train_round(book, pages, generator, math.inf)
         started = time.time()
         mean_loss(model, book.sequences(pages))
-        return Calibration(stats.seconds / stats.steps, (time.time() - started) / len(pages))
+        page_seconds = (time.time() - started) / len(pages)
+        exchange = {codec: exchange_seconds(recipe, codec, trainer, miners, folder) for codec in codecs}
+        return Calibration(stats.seconds / stats.steps, page_seconds, exchange)
     finally:
         torch.set_num_threads(threads)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def exchange_seconds(recipe: Recipe, codec: str, trainer: InnerTrainer, miners: int, folder: Path) -> float:
+    """A miner's work after its round's training (`Miner.run_round`) with `codec`, which delays its next
+    round's steps: compress its pseudo-gradient, fetch the other miners' payloads (estimated at
+    `LOOPBACK_BYTES_PER_SECOND`) and decode them, the outer step, and its checkpoint. 0.1 s with the
+    default model; 1-3 s at 25M parameters on the 2-core machine, where the fixed 0.5 s it once was
+    left miners no time to train."""
+    theta = build_model(recipe.model, recipe.run.seed)
+    shapes = {name: param.shape for name, param in theta.named_parameters()}
+    outer = OuterOptimizer(theta, recipe.outer)  # Nesterov by default: the costlier outer step
+    feedback = ErrorFeedback(recipe.compression.error_decay)
+    trainer.copy_into(trained := build_model(recipe.model, recipe.run.seed))
+    started = time.perf_counter()
+    base = snapshot(theta)
+    _, payload, _ = feedback.send(pseudo_gradient(base, trained), codec, {"round": 0}, shapes)
+    outer.step(base, aggregate([decode_payload(payload, shapes)[1] for _ in range(miners)]))
+    MinerCheckpoint(folder / codec, trainer.cluster).save(0, encode_global(theta, outer, feedback))
+    measured = time.perf_counter() - started
+    return measured + len(payload) * (miners - 1) / LOOPBACK_BYTES_PER_SECOND
 
 
 def validator_pages(recipe: Recipe, miners: int) -> int:
@@ -131,15 +167,19 @@ def validator_pages(recipe: Recipe, miners: int) -> int:
     return v.val_pages + v.eval_pages + 2 * v.assignment_pages + miners * per_submission
 
 
-def round_seconds(inner_steps: int, calibration: Calibration, miners: int, pages: int) -> float:
+def round_seconds(inner_steps: int, calibration: Calibration, codec: str, miners: int, pages: int) -> float:
     """A round long enough for `inner_steps` steps before the publish deadline, with the exchange before
     them, while `miners` processes share the machine (one GPU serialises them; CPUs share cores); and
-    long enough for the validator to evaluate `pages` pages, or it falls behind the rounds and sees no
-    more submissions: with one step a round (ddp) and 3M parameters it did, at 1.3 s rounds."""
+    long enough for the validator to evaluate `pages` pages and take in the round, or it falls behind
+    the rounds and sees no more submissions: with one step a round (ddp) and 3M parameters it did, at
+    1.3 s rounds."""
     on_cpu = 1.5 * max(1.0, miners / (os.cpu_count() or 1))  # 1.5: a validator and p2pd daemons too
     contention = miners if torch.cuda.is_available() else on_cpu
-    training = (inner_steps * calibration.step_seconds * contention + EXCHANGE_SECONDS) / PUBLISH_FRACTION
-    validating = pages * calibration.page_seconds * on_cpu + VALIDATOR_FETCH_SECONDS
+    exchange = calibration.exchange_seconds[codec] * on_cpu
+    training = (
+        inner_steps * calibration.step_seconds * contention + max(EXCHANGE_SECONDS, exchange)
+    ) / PUBLISH_FRACTION
+    validating = pages * calibration.page_seconds * on_cpu + max(VALIDATOR_FETCH_SECONDS, exchange)
     return round(max(MIN_ROUND_SECONDS, training, validating), 2)
 
 
@@ -148,7 +188,7 @@ def run_one(
 ) -> RunResult:
     """One swarm, start to summary; the measurements read from its peers' event logs."""
     pages = validator_pages(derive_recipe(base, BENCH_VALIDATOR), scale.miners)
-    seconds = round_seconds(run.inner_steps, calibration, scale.miners, pages)
+    seconds = round_seconds(run.inner_steps, calibration, run.codec, scale.miners, pages)
     overrides = {
         "run.run_id": f"bench-{run.name}",
         "run.round_seconds": seconds,
@@ -219,7 +259,18 @@ def target_checks(results: list[RunResult], codec_steps: int) -> list[dict]:
 
 
 def format_table(results: list[RunResult]) -> str:
-    headers = ["run", "H", "codec", "final loss", "MB/miner", "x fewer", "wall s", "compute", "averaged"]
+    headers = [
+        "run",
+        "H",
+        "codec",
+        "final loss",
+        "MB/miner",
+        "x fewer",
+        "tokens",
+        "wall s",
+        "compute",
+        "averaged",
+    ]
     ddp = next((r for r in results if r.name == "ddp"), None)
     rows = [
         [
@@ -229,6 +280,7 @@ def format_table(results: list[RunResult]) -> str:
             f"{r.final_loss:.4f}",
             f"{r.bytes_per_miner / 1e6:.3f}",
             f"{ddp.bytes_per_miner / r.bytes_per_miner:,.0f}" if ddp else "-",
+            f"{r.tokens_per_miner:,.0f}",  # equal in every run, unless deadlines cut steps
             f"{r.wall_s:.0f}",
             f"{r.compute_utilisation:.0%}",
             f"{r.averaged_fraction:.0%}",
@@ -261,7 +313,7 @@ def run_convergence(base: Recipe, scale: Scale, runs: list[BenchRun], out: Path,
     from distrain.plots import plot_convergence
 
     out.mkdir(parents=True, exist_ok=True)
-    calibration = calibrate(base)
+    calibration = calibrate(base, sorted({run.codec for run in runs}), scale.miners, out / "calibration")
     setup = {
         "miners": scale.miners,
         "steps_per_miner": scale.steps,
@@ -272,9 +324,12 @@ def run_convergence(base: Recipe, scale: Scale, runs: list[BenchRun], out: Path,
         "device": "cuda" if torch.cuda.is_available() else f"cpu ({os.cpu_count()} cores)",
         "recipe_hash": base.hash(),
     }
+    exchanges = ", ".join(
+        f"{codec} {seconds:.2f} s" for codec, seconds in calibration.exchange_seconds.items()
+    )
     echo(
-        f"inner step {calibration.step_seconds * 1e3:.0f} ms, page evaluation "
-        f"{calibration.page_seconds * 1e3:.0f} ms; {len(runs)} runs of {scale.miners} miners x {scale.steps} steps"
+        f"inner step {calibration.step_seconds * 1e3:.0f} ms, page evaluation {calibration.page_seconds * 1e3:.0f} ms, "
+        f"exchange {exchanges}; {len(runs)} runs of {scale.miners} miners x {scale.steps} steps"
     )
     results: list[RunResult] = []
     report = {}
@@ -287,8 +342,15 @@ def run_convergence(base: Recipe, scale: Scale, runs: list[BenchRun], out: Path,
         r = results[-1]
         echo(
             f"    final loss {r.final_loss:.4f}, {r.bytes_per_miner / 1e6:.3f} MB/miner, "
-            f"compute {r.compute_utilisation:.0%}, {time.time() - started:.0f} s"
+            f"compute {r.compute_utilisation:.0%}, {r.round_seconds:g} s rounds, {time.time() - started:.0f} s"
         )
+        trained = r.tokens_per_miner / (scale.steps * setup["tokens_per_step"])
+        if trained < SHORT_RUN_FRACTION or r.averaged_fraction < SHORT_RUN_FRACTION:
+            echo(
+                f"    warning: miners trained {trained:.0%} of their steps and {r.averaged_fraction:.0%} of "
+                "submissions were averaged: the rounds were too short for this machine, so this run "
+                "does not compare with the others"
+            )
         report = {
             "runs": [dataclasses.asdict(r) for r in results],
             "targets": target_checks(results, base.inner.steps),

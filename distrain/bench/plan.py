@@ -67,6 +67,7 @@ SCALES = {
         recipe_overrides=[
             *("--model.d_model", "512", "--model.n_layers", "8", "--model.n_heads", "8"),
             *("--model.context", "256", "--inner.batch_size", "32", "--data.max_corpus_mb", "64"),
+            *("--run.max_payload_mb", "128"),  # the fp32 runs' payloads are 97 MiB
         ],
     ),
 }
