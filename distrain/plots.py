@@ -8,7 +8,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # no display on servers and CI
 import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
+from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter  # noqa: E402
 
 HONEST, CHEAT = "tab:blue", "tab:red"
 
@@ -84,6 +84,13 @@ def plot_validator_scores(series: dict[str, list[tuple[int, float, bool]]], path
     plt.close(fig)
 
 
+def _bytes_label(value: float) -> str:
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if value >= size:
+            return f"{value / size:g} {unit}"
+    return f"{value:g} B"
+
+
 def plot_convergence(results: list, path: Path) -> None:
     """Validation loss against bytes each miner uploaded (log scale), one line per benchmark run.
 
@@ -103,10 +110,13 @@ def plot_convergence(results: list, path: Path) -> None:
             style.update(color=CHEAT, linewidth=2.5, linestyle="-" if result.name == "recommended" else ":")
         ax.plot(*zip(*points), **style)
     ax.set_xscale("log")
+    # Decades in B/kB/MB/GB; matplotlib's default also labels minor ticks (2×10⁶, 3×10⁶...) until they overlap.
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: _bytes_label(x)))
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set(
         xlabel="bytes uploaded per miner (cumulative)",
         ylabel="validation loss (nats/byte)",
-        title="Loss against communication: every run trains the same tokens",
+        title="Loss against communication: the same model, data and token budget in every run",
     )
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
