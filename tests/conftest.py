@@ -6,15 +6,20 @@
 - A reaper: every process started during the session carries a session marker in its environment;
   at the end, any such process still alive (a ``p2pd`` left by a peer that was not shut down, an orphaned
   miner subprocess) is killed and reported, and the session fails, because a leak is a bug.
+- Then the unix sockets of hivemind daemons that tests killed on purpose (crash and restart tests
+  SIGKILL peers, which cannot remove their ``/tmp/hivemind-*.sock`` files then) are removed.
 """
 
 from __future__ import annotations
 
 import contextlib
+import glob
 import itertools
 import os
+import re
 import shutil
 import tempfile
+import time
 import uuid
 
 import psutil
@@ -23,6 +28,9 @@ import pytest
 _SESSION_MARKER = "DISTRAIN_TEST_SESSION"
 _SESSION_ID = uuid.uuid4().hex
 _SESSION_TMP = tempfile.mkdtemp(prefix="distrain-tests-")
+_SESSION_START = time.time()
+_HIVEMIND_SOCKET = re.compile(r"/tmp/hivemind-p2p(?:d|client)-(.+)\.sock")
+"""hivemind's fixed place for a daemon's socket and its client's, one id for both."""
 
 os.environ[_SESSION_MARKER] = _SESSION_ID
 os.environ["HIVEMIND_LOGLEVEL"] = "ERROR"
@@ -79,4 +87,16 @@ def pytest_sessionfinish(session, exitstatus):
             reporter.ensure_newline()
             reporter.write_line(f"ERROR: the test session left processes running, killed: {names}", red=True)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    _remove_stale_sockets()
     shutil.rmtree(_SESSION_TMP, ignore_errors=True)
+
+
+def _remove_stale_sockets() -> None:
+    """Sockets made during the session whose id no running process names (a live p2pd's command line
+    holds its socket's path), so no daemon of this session or another one still uses them."""
+    running = " ".join(" ".join(p.info["cmdline"] or ()) for p in psutil.process_iter(["cmdline"]))
+    for path in glob.glob("/tmp/hivemind-*.sock"):
+        match = _HIVEMIND_SOCKET.fullmatch(path)
+        with contextlib.suppress(OSError):
+            if match and match[1] not in running and os.stat(path).st_mtime >= _SESSION_START:
+                os.remove(path)
