@@ -102,6 +102,7 @@ class Miner(Node):
             seed=round_seed(self.recipe.run.seed, self.hotkey, round_),
             deadline=self.clock.start(round_) + run.publish_fraction * run.round_seconds,
         )
+        train_start = time.time() - self.clock.start(round_)  # the last round's exchange ran until now
         stats = train(self.trainer, self.book, self.cluster.broadcast(plan))
         self.trainer.copy_into(self.model)  # θ_i, for the pseudo-gradient; reset by the outer step
         tokens = stats.tokens if stats else 0
@@ -135,6 +136,7 @@ class Miner(Node):
                 "inner_steps": stats.steps if stats else 0,
                 "train_loss": stats.loss if stats else None,
                 "inner_seconds": stats.seconds if stats else 0.0,
+                "train_start_seconds": train_start,
                 "tokens": tokens,
                 "tokens_per_second": tokens / stats.seconds if stats and stats.seconds else 0.0,
                 "payload_bytes": len(payload),

@@ -4,7 +4,8 @@ Nodes already write one record per round to `events.jsonl` (`distrain.node.Event
 fed that same dict and only renames its keys (`METRICS`), so the dashboard shows exactly what the event
 file holds and nothing is measured twice:
 
-    train/*  loss, steps, optimizer_steps, tokens, tokens_per_s, inner_seconds       (miners)
+    train/*  loss, steps, optimizer_steps, tokens, tokens_per_s, inner_seconds,
+             start_seconds (how far into the round the steps began)                   (miners)
     comm/*   payload_bytes, compression_ratio (fp32 bytes / payload bytes), bytes_sent,
              bytes_received, gather_seconds, averaged, resynced, rejected/<reason>    (both roles)
     val/*    loss, submissions, rejected/<reason>, gain/<hotkey>, score/<hotkey>      (validators)
@@ -90,6 +91,7 @@ METRICS: dict[str, Callable[[Any], dict[str, float]]] = {
     "tokens": _scalar("train/tokens"),
     "tokens_per_second": _scalar("train/tokens_per_s"),
     "inner_seconds": _scalar("train/inner_seconds"),
+    "train_start_seconds": _scalar("train/start_seconds"),
     "payload_bytes": _scalar("comm/payload_bytes"),
     "compression_ratio": _scalar("comm/compression_ratio"),
     "resynced": _scalar("comm/resynced"),

@@ -137,6 +137,9 @@ def test_every_run_trains_the_same_tokens_and_learns(bench_run):
         assert run["final_loss"] < run["initial_loss"]
         assert 0 < run["compute_utilisation"] < 1 and run["wall_s"] > 0
         assert run["averaged_fraction"] == 1.0
+        assert (
+            0 <= run["latest_train_start_s"] < 0.7 * run["round_seconds"]
+        )  # steps began before the deadline
 
 
 def test_bytes_follow_exchanges_and_compression(bench_run):

@@ -23,6 +23,7 @@ MINER_ROUNDS = [
         "inner_steps": 24,
         "train_loss": 5.0 - r,
         "inner_seconds": 2.0,
+        "train_start_seconds": 0.3,
         "tokens": 24_576,
         "tokens_per_second": 12_288.0,
         "payload_bytes": 1000 + r,
@@ -97,7 +98,7 @@ def test_event_log_feeds_tensorboard_with_namespaced_scalars(tmp_path):
     scalars = set(accumulator.Tags()["scalars"])
     assert {
         "train/loss", "train/steps", "train/tokens", "train/tokens_per_s", "train/inner_seconds",
-        "comm/payload_bytes", "comm/compression_ratio", "comm/bytes_sent", "comm/bytes_received",
+        "train/start_seconds", "comm/payload_bytes", "comm/compression_ratio", "comm/bytes_sent", "comm/bytes_received",
         "comm/gather_seconds", "comm/averaged", "comm/rejected/wrong_base", "comm/rejected/bad_hash",
     } <= scalars  # fmt: skip
     assert not any("fingerprint" in tag or "role" in tag for tag in scalars)

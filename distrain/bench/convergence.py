@@ -101,6 +101,9 @@ class RunResult:
     initial_loss: float
     curve: list[tuple[float, float]]
     """(cumulative bytes per miner, validation loss) after each round, from (0, initial loss)."""
+    latest_train_start_s: float | None = None
+    """Latest a miner began a round's steps, in seconds into the round: the previous round's exchange ran
+    until then. Steps end at `PUBLISH_FRACTION` of the round, so a late start cuts them."""
 
 
 @dataclass
@@ -231,6 +234,7 @@ def run_one(
         bytes_served_per_miner=per_miner["bytes_sent"],
         initial_loss=summary["initial_val_loss"],
         curve=[(sum(uploaded_by_round[:i]), loss) for i, loss in enumerate(losses)],
+        latest_train_start_s=max(e["train_start_seconds"] for events in miners for e in events),
     )
 
 
@@ -348,8 +352,9 @@ def run_convergence(base: Recipe, scale: Scale, runs: list[BenchRun], out: Path,
         if trained < SHORT_RUN_FRACTION or r.averaged_fraction < SHORT_RUN_FRACTION:
             echo(
                 f"    warning: miners trained {trained:.0%} of their steps and {r.averaged_fraction:.0%} of "
-                "submissions were averaged: the rounds were too short for this machine, so this run "
-                "does not compare with the others"
+                f"submissions were averaged (a round's steps began up to {r.latest_train_start_s:.2f} s into "
+                f"it, and end at {PUBLISH_FRACTION * r.round_seconds:.2f} s): the rounds were too short for "
+                "this machine, so this run does not compare with the others"
             )
         report = {
             "runs": [dataclasses.asdict(r) for r in results],
