@@ -44,6 +44,12 @@ def test_the_default_plan_compares_ddp_diloco_and_every_codec():
             assert run.overrides == {}
 
 
+@pytest.mark.parametrize("scale", sorted(SCALES))
+def test_every_scale_plans_every_run_at_the_recipes_h(scale):
+    runs = plan_runs(SCALES[scale], codec_steps=24, codecs=list(CODECS))  # raises if an H does not divide
+    assert {"ddp", "diloco-h24-avg", "recommended", "templar"} <= {r.name for r in runs}
+
+
 def test_an_h_that_does_not_divide_the_steps_is_refused():
     with pytest.raises(RecipeError, match="diloco-h7"):
         plan_runs(Scale(miners=2, steps=24, diloco_steps=(7,)), codec_steps=24, codecs=["fp32"])

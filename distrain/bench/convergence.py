@@ -20,7 +20,7 @@ AdamW steps of one miner look like replays, and single-step gains are too noisy 
     distrain bench convergence                   # ~10 minutes on 2 CPU cores; a table and a PNG
     distrain bench convergence --json            # {"runs": [{"name", "inner_steps", "codec", ...}]}
     distrain bench convergence --scale mid       # 3.2M parameters: ~2 minutes a run on 2 CPU cores
-    distrain bench convergence --scale gpu       # a bigger model, more miners and tokens
+    distrain bench convergence --scale gpu       # 25M parameters, 4 miners, for a GPU: ddp alone ~2 h
 """
 
 from __future__ import annotations
