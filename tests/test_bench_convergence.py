@@ -107,6 +107,16 @@ def test_targets_compare_the_runs_they_name():
     assert checks["recommended no worse than templar"]["met"]
     assert not checks["recommended within 3% of ddp"]["met"]  # 3.5% above ddp
     assert checks["recommended sends >= 10,000x fewer bytes than ddp"]["fewer_bytes"] == 20_000
+    assert all(c["equal_tokens"] for c in checks.values())
+
+
+def test_targets_say_when_deadlines_left_the_runs_unequal():
+    # 25M parameters on an H100: late exchanges cut recommended to 93.5% of its steps, templar to 97%.
+    recommended, templar = _result("recommended", 1.7463, 4.1e7), _result("templar", 1.7356, 6.7e7)
+    recommended.tokens_per_miner, templar.tokens_per_miner = 4_411_392, 4_575_232
+    (check,) = target_checks([recommended, templar], codec_steps=24)
+    assert check["target"] == "recommended no worse than templar"
+    assert not check["met"] and not check["equal_tokens"]
 
 
 @pytest.fixture(scope="module")
