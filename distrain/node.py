@@ -133,6 +133,13 @@ class Node:
         self.out_dir = Path(options.out_dir)
         self.keypair = load_hotkey(options.wallet_path, options.wallet_name, options.wallet_hotkey)
         self.hotkey = self.keypair.ss58_address
+        # The model first: a recipe whose payloads peers would refuse stops here, before a tracker run or
+        # chain connection is opened.
+        self.model = build_model(recipe.model, recipe.run.seed)
+        self.outer = OuterOptimizer(self.model, recipe.outer)
+        self.shapes = {name: param.shape for name, param in self.model.named_parameters()}
+        self.max_payload_bytes = int(recipe.run.max_payload_mb * 2**20)
+        _check_payload_size(recipe, self.shapes, self.max_payload_bytes)
         role = type(self).__name__.lower()
         tracker = open_tracker(
             recipe.tracking,
@@ -152,11 +159,6 @@ class Node:
         if self.metagraph.get().uid_of(self.hotkey) is None:
             raise NodeError(f"hotkey {self.hotkey} is not registered on netuid {recipe.chain.netuid}")
         self.book = PageBook(load_corpus(recipe.data), recipe.data, recipe.run.seed, recipe.model.context)
-        self.model = build_model(recipe.model, recipe.run.seed)
-        self.outer = OuterOptimizer(self.model, recipe.outer)
-        self.shapes = {name: param.shape for name, param in self.model.named_parameters()}
-        self.max_payload_bytes = int(recipe.run.max_payload_mb * 2**20)
-        _check_payload_size(recipe, self.shapes, self.max_payload_bytes)
         initial_peers = options.initial_peers
         if options.initial_peers_file:
             initial_peers = wait_for_file(options.initial_peers_file, timeout=WAIT_FOR_FILE_SECONDS).split()

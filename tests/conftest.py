@@ -93,10 +93,14 @@ def pytest_sessionfinish(session, exitstatus):
 
 def _remove_stale_sockets() -> None:
     """Sockets made during the session whose id no running process names (a live p2pd's command line
-    holds its socket's path), so no daemon of this session or another one still uses them."""
+    holds its socket's path), so no daemon of this session or another one still uses them. Listed
+    before the processes, and only those older than a few seconds, so a daemon starting meanwhile in
+    another session keeps its socket."""
+    sockets = glob.glob("/tmp/hivemind-*.sock")
     running = " ".join(" ".join(p.info["cmdline"] or ()) for p in psutil.process_iter(["cmdline"]))
-    for path in glob.glob("/tmp/hivemind-*.sock"):
+    for path in sockets:
         match = _HIVEMIND_SOCKET.fullmatch(path)
         with contextlib.suppress(OSError):
-            if match and match[1] not in running and os.stat(path).st_mtime >= _SESSION_START:
+            made = os.stat(path).st_mtime
+            if match and match[1] not in running and _SESSION_START <= made < time.time() - 5:
                 os.remove(path)

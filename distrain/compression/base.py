@@ -57,8 +57,9 @@ class Codec(ABC):
         return self.parse(stored, shape).dense()
 
     @abstractmethod
-    def estimated_bytes(self, numel: int) -> int:
-        """Bytes of tensor data `encode` produces for `numel` values, for planning (safetensors header excluded)."""
+    def estimated_bytes(self, shape: torch.Size) -> int:
+        """Bytes of tensor data `encode` produces at most for a tensor of `shape`, for planning (safetensors
+        header excluded)."""
 
 
 def require(ok: bool, reason: str) -> None:

@@ -45,8 +45,8 @@ class BlockwiseInt8(Codec):
         squared = float(self._blocks(codes.float()).square().sum(1).double() @ scale.double().square())
         return Parsed(functools.partial(self._expand, codes, scale, shape), squared)
 
-    def estimated_bytes(self, numel: int) -> int:
-        return numel + 4 * math.ceil(numel / self.block)
+    def estimated_bytes(self, shape: torch.Size) -> int:
+        return shape.numel() + 4 * math.ceil(shape.numel() / self.block)
 
     def _expand(self, codes: torch.Tensor, scale: torch.Tensor, shape: torch.Size) -> torch.Tensor:
         return (self._blocks(codes.float()) * scale[:, None]).flatten()[: shape.numel()].view(shape)

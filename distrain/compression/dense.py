@@ -27,5 +27,5 @@ class DenseCodec(Codec):
         require(value.shape == shape, "malformed")
         return Parsed(functools.partial(value.to, torch.float32, copy=True), squared_norm(value))
 
-    def estimated_bytes(self, numel: int) -> int:
-        return numel * self.dtype.itemsize
+    def estimated_bytes(self, shape: torch.Size) -> int:
+        return shape.numel() * self.dtype.itemsize

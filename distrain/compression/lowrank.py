@@ -85,9 +85,11 @@ class LowRank(Codec):
         require(math.isfinite(squared) and squared < 1e76, "non_finite")
         return Parsed(functools.partial(self._expand, factors, scales, shape), squared)
 
-    def estimated_bytes(self, numel: int) -> int:
-        # An upper bound: the factors of a factorable matrix never cost more than its values in int8.
-        return self.vectors.estimated_bytes(numel)
+    def estimated_bytes(self, shape: torch.Size) -> int:
+        if not self.factorable(shape):
+            return self.vectors.estimated_bytes(shape)
+        rows, cols, rank = shape[0], math.prod(shape[1:]), self.rank(shape)
+        return 4 * 2 * rank + (rows + cols) * rank  # the two factors' column scales and int8 codes
 
     def _expand(self, factors: torch.Tensor, scales: torch.Tensor, shape: torch.Size) -> torch.Tensor:
         rows = shape[0]

@@ -83,9 +83,11 @@ def encode_payload(delta: Mapping[str, torch.Tensor], codec_name: str, meta: dic
 
 
 def estimated_payload_bytes(codec_name: str, shapes: Mapping[str, torch.Size]) -> int:
-    """About how many bytes `encode_payload` makes of a delta of these shapes (header excluded)."""
+    """At most how many bytes of tensor data `encode_payload` makes of a delta of these shapes; the
+    safetensors header adds about 100 bytes a tensor."""
     codec = get_codec(codec_name)
-    return sum(codec.estimated_bytes(shape.numel()) for shape in shapes.values())
+    lengths = 4 * len(shapes) if codec.blob else 0  # the int32 length of each parameter's blob
+    return lengths + sum(codec.estimated_bytes(shape) for shape in shapes.values())
 
 
 def decode_payload(data: bytes, shapes: dict[str, torch.Size]) -> tuple[dict, CompressedDelta]:

@@ -236,8 +236,8 @@ class ChunkedTopK(Codec):
         dense[positions] = values
         return dense.view(shape)
 
-    def estimated_bytes(self, numel: int) -> int:
-        layout = self.layout(numel)
+    def estimated_bytes(self, shape: torch.Size) -> int:
+        layout = self.layout(shape.numel())
         table = 4 * (1 << (self.value_bits - 1))
         coding = INDEX_CODINGS[self.index_coding]
         return table + packed_size(layout.count, self.value_bits) + coding.estimated_bytes(layout)

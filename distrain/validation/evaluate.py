@@ -40,11 +40,14 @@ class Evaluator:
     def loss(self, model: nn.Module, pages: list[int]) -> float:
         """Mean next-token loss of `model` on the evaluation windows of `pages`."""
         self.scratch.load_state_dict(model.state_dict())
-        return mean_loss(self.scratch, self.book.sequences(pages), self.batch_size)
+        return self._scratch_loss(pages)
 
     @torch.no_grad()
     def loss_at(self, base: Delta, pages: list[int], delta: Delta | None = None, scale: float = 1.0) -> float:
         """Loss of θ_r − scale·Δ (θ_r itself without a delta) on `pages`."""
         for name, param in self.scratch.named_parameters():
             param.copy_(base[name] if delta is None else base[name] - scale * delta[name])
-        return self.loss(self.scratch, pages)
+        return self._scratch_loss(pages)
+
+    def _scratch_loss(self, pages: list[int]) -> float:
+        return mean_loss(self.scratch, self.book.sequences(pages), self.batch_size)
