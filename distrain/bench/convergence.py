@@ -143,7 +143,7 @@ def calibrate(recipe: Recipe, codecs: list[str], miners: int, folder: Path, step
 def exchange_seconds(recipe: Recipe, codec: str, trainer: InnerTrainer, miners: int, folder: Path) -> float:
     """A miner's work after its round's training (`Miner.run_round`) with `codec`, which delays its next
     round's steps: compress its pseudo-gradient, fetch the other miners' payloads (estimated at
-    `LOOPBACK_BYTES_PER_SECOND`) and decode them, the outer step, and its checkpoint. 0.1 s with the
+    `LOOPBACK_BYTES_PER_SECOND`) and decode them, the outer step, and its checkpoint. 0.04 s with the
     default model; 1-3 s at 25M parameters on the 2-core machine, where the fixed 0.5 s it once was
     left miners no time to train."""
     theta = build_model(recipe.model, recipe.run.seed)
