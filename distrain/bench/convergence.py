@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.nn as nn
 
 from distrain.bench.plan import KEY_SEED, BenchRun, Scale, add_plan_arguments, plan_from_args
 from distrain.compression import ErrorFeedback, decode_payload
@@ -46,6 +47,7 @@ from distrain.models import build_model, mean_loss
 from distrain.swarm import Swarm, SwarmError, SwarmOptions
 from distrain.training import InnerTrainer, OuterOptimizer, aggregate, pseudo_gradient
 from distrain.training.checkpoint import MinerCheckpoint, encode_global
+from distrain.training.cluster import Cluster
 from distrain.training.outer import snapshot
 
 MIN_ROUND_SECONDS = 0.8
@@ -133,29 +135,35 @@ def calibrate(recipe: Recipe, codecs: list[str], miners: int, folder: Path, step
         started = time.time()
         mean_loss(model, book.sequences(pages))
         page_seconds = (time.time() - started) / len(pages)
-        exchange = {codec: exchange_seconds(recipe, codec, trainer, miners, folder) for codec in codecs}
+        trained = build_model(recipe.model, recipe.run.seed)
+        trainer.copy_into(trained)  # θ_i after the steps above: every codec compresses the same delta
+        exchange = {
+            codec: exchange_seconds(recipe, codec, trained, trainer.cluster, miners, folder)
+            for codec in codecs
+        }
         return Calibration(stats.seconds / stats.steps, page_seconds, exchange)
     finally:
         torch.set_num_threads(threads)
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def exchange_seconds(recipe: Recipe, codec: str, trainer: InnerTrainer, miners: int, folder: Path) -> float:
+def exchange_seconds(
+    recipe: Recipe, codec: str, trained: nn.Module, cluster: Cluster, miners: int, folder: Path
+) -> float:
     """A miner's work after its round's training (`Miner.run_round`) with `codec`, which delays its next
-    round's steps: compress its pseudo-gradient, fetch the other miners' payloads (estimated at
-    `LOOPBACK_BYTES_PER_SECOND`) and decode them, the outer step, and its checkpoint. 0.04 s with the
-    default model; 1-3 s at 25M parameters on the 2-core machine, where the fixed 0.5 s it once was
-    left miners no time to train."""
+    round's steps: compress its pseudo-gradient (θ to `trained`), fetch the other miners' payloads
+    (estimated at `LOOPBACK_BYTES_PER_SECOND`) and decode them, the outer step, and its checkpoint.
+    0.04 s with the default model; 1-3 s at 25M parameters on the 2-core machine, where the fixed 0.5 s
+    it once was left miners no time to train."""
     theta = build_model(recipe.model, recipe.run.seed)
     shapes = {name: param.shape for name, param in theta.named_parameters()}
     outer = OuterOptimizer(theta, recipe.outer)  # Nesterov by default: the costlier outer step
     feedback = ErrorFeedback(recipe.compression.error_decay)
-    trainer.copy_into(trained := build_model(recipe.model, recipe.run.seed))
     started = time.perf_counter()
     base = snapshot(theta)
     _, payload, _ = feedback.send(pseudo_gradient(base, trained), codec, {"round": 0}, shapes)
     outer.step(base, aggregate([decode_payload(payload, shapes)[1] for _ in range(miners)]))
-    MinerCheckpoint(folder / codec, trainer.cluster).save(0, encode_global(theta, outer, feedback))
+    MinerCheckpoint(folder / codec, cluster).save(0, encode_global(theta, outer, feedback))
     measured = time.perf_counter() - started
     shutil.rmtree(folder / codec)  # 0.5 GB at 25M parameters
     # On the generous side: compressing happens before the publish deadline, in the round's own slack.
