@@ -125,6 +125,7 @@ SUMMARY: dict[str, Callable] = {
     "bytes_sent": lambda size: f"sent {_megabytes(size)}",
     "bytes_received": lambda size: f"received {_megabytes(size)}",
     "averaged": lambda n: f"{n} averaged",
+    "exchange_seconds": lambda phases: f"exchange {sum(phases.values()):.2f} s",
     "rejected": lambda rejected: _rejections(rejected.values()),
     "submissions": _submissions,
     "scores": lambda scores: f"best score {max(scores.values()):.3f}" if scores else None,

@@ -28,7 +28,7 @@ from distrain.config import Recipe
 from distrain.data import PageBook, load_corpus
 from distrain.models import build_model
 from distrain.network import FetchError
-from distrain.node import Node, NodeError, NodeOptions
+from distrain.node import Node, NodeError, NodeOptions, Stopwatch
 from distrain.training import InnerTrainer, fingerprint, fingerprints_match, pseudo_gradient
 from distrain.training.checkpoint import MinerCheckpoint, encode_global, load_global
 from distrain.training.cluster import Cluster
@@ -116,16 +116,21 @@ class Miner(Node):
         body = {"codec": self.recipe.compression.codec, "base_fp": base_fp, "tokens": tokens}
         self.behaviour.publish(self, round_, self.behaviour.payload(self, round_, payload), body)
 
+        # The exchange: it delays the next round's steps, so each part of it is timed.
         self.clock.sleep_until(self.clock.end(round_))
-        base, base_fp, resynced = self.follow_validator(round_, base, base_fp)
-        gather_started = time.monotonic()
-        submissions = self.gather(round_, base_fp)
-        gather_seconds = time.monotonic() - gather_started
-        record = self.leading_record(round_, "aggregation")
-        averaged = self.outer_step(base, submissions, set(record["members"]) if record else None)
-        self.trainer.start_from(self.model)
-        self.checkpoint.save(round_, encode_global(self.model, self.outer, self.feedback))
-        fp = self.publish_fingerprint(round_ + 1)
+        exchange = Stopwatch()
+        with exchange("follow"):
+            base, base_fp, resynced = self.follow_validator(round_, base, base_fp)
+        with exchange("gather"):
+            submissions = self.gather(round_, base_fp)
+        with exchange("outer"):
+            record = self.leading_record(round_, "aggregation")
+            averaged = self.outer_step(base, submissions, set(record["members"]) if record else None)
+            self.trainer.start_from(self.model)
+        with exchange("checkpoint"):
+            self.checkpoint.save(round_, encode_global(self.model, self.outer, self.feedback))
+        with exchange("fingerprint"):
+            fp = self.publish_fingerprint(round_ + 1)
         self.events.write(
             {
                 "round": round_,
@@ -142,13 +147,17 @@ class Miner(Node):
                 "payload_bytes": len(payload),
                 "compression_ratio": 4 * sum(t.numel() for t in delta.values()) / len(payload),
                 **self.traffic(),
-                "gather_seconds": gather_seconds,
+                "exchange_seconds": exchange.seconds,
                 "averaged": len(averaged),
                 "resynced": resynced,
                 "rejected": {s.hotkey: s.reason for s in submissions if s.reason},
                 "fingerprint": fp,
             }
         )
+
+    def close(self) -> None:
+        self.checkpoint.wait()  # the last round's commit is still being written
+        super().close()
 
     def follow_validator(
         self, round_: int, base: dict, base_fp: list[float]

@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -71,6 +73,21 @@ class NodeOptions:
     """Alternatively, a file to wait for that holds the genesis (written by `distrain swarm`)."""
     rounds: int | None = None
     """Stop after this many rounds (None: run until stopped)."""
+
+
+class Stopwatch:
+    """Seconds spent in the named parts of a round, for its event record: `with watch("gather"): ...`."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, part: str) -> Iterator[None]:
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            self.seconds[part] = time.monotonic() - started
 
 
 class NodeError(Exception):

@@ -7,7 +7,9 @@ file holds and nothing is measured twice:
     train/*  loss, steps, optimizer_steps, tokens, tokens_per_s, inner_seconds,
              start_seconds (how far into the round the steps began)                   (miners)
     comm/*   payload_bytes, compression_ratio (fp32 bytes / payload bytes), bytes_sent,
-             bytes_received, gather_seconds, averaged, resynced, rejected/<reason>    (both roles)
+             bytes_received, averaged, resynced, rejected/<reason>                    (both roles)
+             exchange_seconds/<part> (follow, gather, outer, checkpoint, fingerprint)  (miners)
+             gather_seconds                                                           (validators)
     val/*    loss, submissions, rejected/<reason>, gain/<hotkey>, score/<hotkey>      (validators)
     chain/*  round, block, weights_set, weight/<hotkey>, incentive/<hotkey>         (validators)
 
@@ -57,7 +59,7 @@ def _scalar(name: str) -> Callable[[Any], dict[str, float]]:
     return lambda value: {} if value is None else {name: float(value)}
 
 
-def _per_peer(prefix: str) -> Callable[[dict | None], dict[str, float]]:
+def _per_key(prefix: str) -> Callable[[dict | None], dict[str, float]]:
     return lambda values: {f"{prefix}/{hotkey}": float(value) for hotkey, value in (values or {}).items()}
 
 
@@ -73,13 +75,13 @@ def _submissions(submissions: dict[str, dict]) -> dict[str, float]:
     return {
         "val/submissions": len(submissions),
         **_reasons("val/rejected")(rejected),
-        **_per_peer("val/gain")(gains),
+        **_per_key("val/gain")(gains),
     }
 
 
 def _weights(weights: dict[str, float] | None) -> dict[str, float]:
     """None in a round where no weights went on chain; 0 then makes the gaps visible."""
-    return {"chain/weights_set": float(weights is not None), **_per_peer("chain/weight")(weights)}
+    return {"chain/weights_set": float(weights is not None), **_per_key("chain/weight")(weights)}
 
 
 METRICS: dict[str, Callable[[Any], dict[str, float]]] = {
@@ -100,14 +102,15 @@ METRICS: dict[str, Callable[[Any], dict[str, float]]] = {
     "bytes_sent": _scalar("comm/bytes_sent"),
     "bytes_received": _scalar("comm/bytes_received"),
     "gather_seconds": _scalar("comm/gather_seconds"),
+    "exchange_seconds": _per_key("comm/exchange_seconds"),
     "averaged": _scalar("comm/averaged"),
     # validators
     "val_loss": _scalar("val/loss"),
     "submissions": _submissions,
-    "scores": _per_peer("val/score"),
+    "scores": _per_key("val/score"),
     "weights": _weights,
     "block": _scalar("chain/block"),
-    "incentive": _per_peer("chain/incentive"),
+    "incentive": _per_key("chain/incentive"),
 }
 """Event record key -> the metrics it becomes; keys not listed (fingerprints, roles) are not tracked."""
 

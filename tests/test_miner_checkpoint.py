@@ -12,6 +12,7 @@ from distrain.config import DataConfig, InnerConfig, ModelConfig, OuterConfig
 from distrain.data import PageBook, load_corpus
 from distrain.models import build_model
 from distrain.training import InnerTrainer, OuterOptimizer
+from distrain.training import checkpoint as checkpoint_module
 from distrain.training.checkpoint import MinerCheckpoint, encode_global, load_global
 from distrain.training.cluster import Cluster
 from distrain.training.outer import snapshot
@@ -70,7 +71,9 @@ def test_save_then_load_restores_everything(tmp_path, book):
     saved = MinerState.fresh(seed=0)
     for _ in range(2):
         saved.run_round(book)
-    MinerCheckpoint(tmp_path, saved.cluster).save(7, encode_global(saved.theta, saved.outer, saved.feedback))
+    checkpoint = MinerCheckpoint(tmp_path, saved.cluster)
+    checkpoint.save(7, encode_global(saved.theta, saved.outer, saved.feedback))
+    checkpoint.wait()
     rng_after_save = torch.get_rng_state()
 
     restored = MinerState.fresh(seed=1)  # another θ, no momentum, no residual, no AdamW state
@@ -98,8 +101,27 @@ def test_only_the_last_committed_round_is_loaded_and_kept(tmp_path, book):
     assert checkpoint.load() is None
     checkpoint.save(3, encode_global(miner.theta, miner.outer, miner.feedback))
     checkpoint.save(4, encode_global(miner.theta, miner.outer, miner.feedback))
+    checkpoint.wait()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["latest.json", "round-4"]
     # A crash while round 5 was written: its folder exists, but the commit still names round 4.
     miner.cluster.accelerator.save_state(str(tmp_path / "round-5"))
+    assert json.loads((tmp_path / "latest.json").read_text())["round"] == 4
+    assert checkpoint.load()[0] == 4
+
+
+def test_a_failed_background_write_commits_nothing_and_is_raised(tmp_path, book, monkeypatch):
+    miner = MinerState.fresh(seed=0)
+    checkpoint = MinerCheckpoint(tmp_path, miner.cluster)
+    checkpoint.save(4, encode_global(miner.theta, miner.outer, miner.feedback))
+    checkpoint.wait()
+
+    def disk_full(path, data):
+        raise OSError(28, "No space left on device", str(path))
+
+    monkeypatch.setattr(checkpoint_module, "write_atomically", disk_full)
+    checkpoint.save(5, encode_global(miner.theta, miner.outer, miner.feedback))
+    with pytest.raises(OSError, match="No space left"):
+        checkpoint.wait()
+    checkpoint.wait()  # raised once, then nothing is pending
     assert json.loads((tmp_path / "latest.json").read_text())["round"] == 4
     assert checkpoint.load()[0] == 4

@@ -30,7 +30,13 @@ MINER_ROUNDS = [
         "compression_ratio": 8.0,
         "bytes_sent": 3000,
         "bytes_received": 4000,
-        "gather_seconds": 0.5,
+        "exchange_seconds": {
+            "follow": 0.1,
+            "gather": 0.5,
+            "outer": 0.2,
+            "checkpoint": 0.3,
+            "fingerprint": 0.1,
+        },
         "averaged": 3,
         "resynced": False,
         "rejected": {"hk-a": "wrong_base", "hk-b": "wrong_base", "hk-c": "bad_hash"},
@@ -99,9 +105,10 @@ def test_event_log_feeds_tensorboard_with_namespaced_scalars(tmp_path):
     assert {
         "train/loss", "train/steps", "train/tokens", "train/tokens_per_s", "train/inner_seconds",
         "train/start_seconds", "comm/payload_bytes", "comm/compression_ratio", "comm/bytes_sent", "comm/bytes_received",
-        "comm/gather_seconds", "comm/averaged", "comm/rejected/wrong_base", "comm/rejected/bad_hash",
+        "comm/exchange_seconds/gather", "comm/exchange_seconds/checkpoint", "comm/averaged",
+        "comm/rejected/wrong_base", "comm/rejected/bad_hash",
     } <= scalars  # fmt: skip
-    assert not any("fingerprint" in tag or "role" in tag for tag in scalars)
+    assert not any(tag.split("/")[1] in ("fingerprint", "role") for tag in scalars)
     loss = accumulator.Scalars("train/loss")
     assert [(e.step, e.value) for e in loss] == [(1, 5.0), (2, 4.0), (3, 3.0)]  # step = round + 1
     assert [e.value for e in accumulator.Scalars("comm/payload_bytes")] == [1000, 1001, 1002]
