@@ -18,6 +18,17 @@ def test_same_seed_same_model_same_fingerprint():
     assert not fingerprints_match(fingerprint(a), fingerprint(c))
 
 
+@pytest.mark.parametrize("which", ["largest", "smallest"])  # a matrix of whole rows, a vector of a tail
+def test_fingerprint_shows_a_change_of_one_value(which):
+    model = build_model(SMALL, 1)
+    before = fingerprint(model)
+    params = sorted(model.parameters(), key=lambda p: p.numel())
+    param = params[-1] if which == "largest" else params[0]
+    with torch.no_grad():
+        param.view(-1)[param.numel() // 2] += 1.0
+    assert not fingerprints_match(before, fingerprint(model))
+
+
 def test_aggregate_clips_to_median_norm_then_averages():
     shapes = {"w": torch.Size([4])}
     deltas = [

@@ -10,18 +10,28 @@ import torch
 import torch.nn as nn
 
 PROJECTIONS = 4
+ROW = 1024
+"""Each parameter is projected as rows of this many values, against r_k[i, j] = w_k[i] · v_k[j]: a Gaussian
+weight per row times a Gaussian vector along the row. That is one matrix product and a few thousand draws
+per tensor, where a Gaussian draw per value took 0.7 s of one core for each fingerprint of a 25M-parameter
+model, and miners and validators take two a round. Any difference d between two θ still shows, almost
+surely, with the same mean square as with independent draws: E[(Σ d_ij w_i v_j)²] = ‖d‖²."""
 
 
 @torch.no_grad()
 def fingerprint(model: nn.Module, seed: int = 0) -> list[float]:
-    """`PROJECTIONS` numbers: Σ over parameters of ⟨θ, r_k⟩ with fixed Gaussian r_k per parameter."""
-    totals = [0.0] * PROJECTIONS
+    """`PROJECTIONS` numbers: Σ over parameters of ⟨θ, r_k⟩ with a fixed random r_k per parameter (`ROW`)."""
+    totals = torch.zeros(PROJECTIONS, dtype=torch.float64)
     for index, (_, param) in enumerate(model.named_parameters()):
         flat = param.detach().float().flatten().cpu()
-        for k in range(PROJECTIONS):
-            generator = torch.Generator().manual_seed(seed * 1_000_003 + index * PROJECTIONS + k)
-            totals[k] += float(flat @ torch.randn(flat.numel(), generator=generator))
-    return totals
+        generator = torch.Generator().manual_seed(seed * 1_000_003 + index)
+        rows = flat.numel() // ROW
+        along_rows = torch.randn(ROW, PROJECTIONS, generator=generator)
+        row_weights = torch.randn(PROJECTIONS, rows, generator=generator)
+        tail = torch.randn(flat.numel() - rows * ROW, PROJECTIONS, generator=generator)
+        per_row = flat[: rows * ROW].view(rows, ROW) @ along_rows  # (rows, PROJECTIONS)
+        totals += (row_weights * per_row.T).sum(dim=1).double() + (flat[rows * ROW :] @ tail).double()
+    return totals.tolist()
 
 
 def fingerprints_match(a: list[float], b: list[float], rtol: float = 1e-4) -> bool:
