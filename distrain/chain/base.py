@@ -3,9 +3,8 @@
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
-import bittensor_core
-
 from distrain.clock import BlockClock
+from distrain.keys import verify_signature
 
 
 class ChainError(Exception):
@@ -103,23 +102,6 @@ def check_signer(metagraph: Metagraph, hotkey: str, require_permit: bool, min_st
     if metagraph.stake[i] < min_stake:
         return "low_stake"
     return None
-
-
-def is_ss58(address: str) -> bool:
-    """True if ``address`` decodes as an SS58 address."""
-    try:
-        bittensor_core.ss58_decode(address)
-    except (ValueError, TypeError):
-        return False
-    return True
-
-
-def verify_signature(hotkey_ss58: str, message: bytes, signature: bytes) -> bool:
-    """True if ``signature`` is ``hotkey_ss58``'s sr25519 signature of ``message``; False on any malformed input."""
-    try:
-        return bool(bittensor_core.verify(message, signature, hotkey_ss58))
-    except (ValueError, TypeError):
-        return False
 
 
 class Chain(ABC):

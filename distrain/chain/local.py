@@ -24,7 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import Chain, ChainError, Metagraph, WeightsRejected, is_ss58, verify_signature
+from distrain.keys import is_ss58, verify_signature
+
+from .base import Chain, ChainError, Metagraph, WeightsRejected
 from .weights import U16_MAX, clip_to_limit, from_u16, to_u16, within_limit
 from .yuma import VARIANTS, YumaParams, split_emission, yuma_epoch
 from .yuma_math import top_k_nonzero

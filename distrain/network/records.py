@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import bittensor_core
+from distrain.keys import verify_signature
 
 # hivemind's DHT misbehaves on values of ~16 KB and more (see DESIGN.md); half of that leaves headroom
 # for msgpack framing and DHT bookkeeping. Bytes belong on the P2P transport, not in records.
@@ -227,9 +227,6 @@ def verify_record(value: Any) -> str | None:
         return "unknown_kind"
     if schema.problem({name: item for name, item in value.items() if name != "sig"}) is not None:
         return "malformed"
-    try:
-        # bittensor_core.verify costs ~40 us; it raises ValueError for an address that is not valid ss58.
-        valid = bittensor_core.verify(signed_bytes, bytes.fromhex(signature), value["hotkey"])
-    except ValueError:
+    if not verify_signature(value["hotkey"], signed_bytes, bytes.fromhex(signature)):
         return "bad_signature"
-    return None if valid else "bad_signature"
+    return None

@@ -25,28 +25,17 @@ from __future__ import annotations
 from collections import Counter, OrderedDict
 from typing import Any
 
-import bittensor_core
 from hivemind.dht.routing import DHTID
 from hivemind.dht.validation import DHTRecord, RecordValidatorBase
 from hivemind.utils import MSGPackSerializer
 
+from distrain.keys import is_ss58
 from distrain.network.records import round_key, verify_record
 
 
 def key_id(key: str) -> bytes:
     """The bytes hivemind shows validators for the raw DHT key ``key``."""
     return DHTID.generate(source=key).to_bytes()
-
-
-def is_hotkey(subkey: Any) -> bool:
-    """Whether ``subkey`` is an ss58 address (and so claims that hotkey's slot)."""
-    if not isinstance(subkey, str):
-        return False
-    try:
-        bittensor_core.ss58_decode(subkey)
-    except ValueError:
-        return False
-    return True
 
 
 def check_entry(key: bytes, subkey: Any, value: Any) -> str | None:
@@ -92,7 +81,7 @@ class HotkeyRecordValidator(RecordValidatorBase):
 
     def validate(self, record: DHTRecord) -> bool:
         subkey = _loads(record.subkey)
-        if not is_hotkey(subkey) and record.key not in self._expected:
+        if not is_ss58(subkey) and record.key not in self._expected:
             return True
         reason = check_entry(record.key, subkey, _loads(record.value))
         if reason is not None:

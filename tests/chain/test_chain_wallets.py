@@ -1,8 +1,7 @@
 import pytest
 
 from distrain.chain import ChainError, create_wallet, load_hotkey, load_wallet
-from distrain.chain.base import verify_signature
-from distrain.keys import seeded_hotkey_address
+from distrain.keys import seeded_hotkey_address, verify_signature
 
 
 def test_create_is_offline_and_keeps_existing_keys(tmp_path):

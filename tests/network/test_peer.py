@@ -181,4 +181,4 @@ def test_the_bootstrap_command_imports_only_the_network():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "['distrain.files', 'distrain.logs']"
+    assert result.stdout.strip() == "['distrain.files', 'distrain.keys', 'distrain.logs']"
