@@ -156,6 +156,7 @@ def test_every_run_trains_the_same_tokens_and_learns(bench_run):
         assert (
             0 <= run["latest_train_start_s"] < 0.7 * run["round_seconds"]
         )  # steps began before the deadline
+        assert 0 < run["exchange_s"] < 0.7 * run["round_seconds"]
 
 
 def test_bytes_follow_exchanges_and_compression(bench_run):

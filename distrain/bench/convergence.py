@@ -31,6 +31,7 @@ import json
 import math
 import os
 import shutil
+import statistics
 import sys
 import time
 from dataclasses import dataclass
@@ -106,6 +107,9 @@ class RunResult:
     latest_train_start_s: float | None = None
     """Latest a miner began a round's steps, in seconds into the round: the previous round's exchange ran
     until then. Steps end at `PUBLISH_FRACTION` of the round, so a late start cuts them."""
+    exchange_s: float | None = None
+    """Median seconds a miner's exchange took, from a round's end (its `exchange_seconds` parts summed):
+    what the codec's bytes and the outer step cost in time."""
 
 
 @dataclass
@@ -250,6 +254,9 @@ def run_one(
         initial_loss=summary["initial_val_loss"],
         curve=[(sum(uploaded_by_round[:i]), loss) for i, loss in enumerate(losses)],
         latest_train_start_s=max(e["train_start_seconds"] for events in miners for e in events),
+        exchange_s=statistics.median(
+            sum(e["exchange_seconds"].values()) for events in miners for e in events
+        ),
     )
 
 
@@ -303,6 +310,7 @@ def format_table(results: list[RunResult]) -> str:
         "x fewer",
         "tokens",
         "wall s",
+        "exchange s",
         "compute",
         "averaged",
     ]
@@ -317,6 +325,7 @@ def format_table(results: list[RunResult]) -> str:
             f"{ddp.bytes_per_miner / r.bytes_per_miner:,.0f}" if ddp else "-",
             f"{r.tokens_per_miner:,.0f}",  # equal in every run, unless deadlines cut steps
             f"{r.wall_s:.0f}",
+            "-" if r.exchange_s is None else f"{r.exchange_s:.2f}",
             f"{r.compute_utilisation:.0%}",
             f"{r.averaged_fraction:.0%}",
         ]
