@@ -1,7 +1,8 @@
 """Recipes: YAML files that map one-to-one onto the dataclasses below.
 
 A recipe says *what* is trained and *how*: every peer of a run must hold the same one, which is why
-`Recipe.hash()` travels in every record and payload and peers refuse work from a different hash.
+`Recipe.hash()` (with the release's `PROTOCOL`) travels in every record and payload and peers refuse
+work from a different hash.
 Where a process runs (wallet, ports, output folder) is not part of a recipe: those are command-line
 flags of the roles.
 
@@ -27,6 +28,11 @@ from pathlib import Path
 import yaml
 
 from distrain.tracking import TRACKERS, WANDB_MODES
+
+PROTOCOL = 2
+"""What peers must compute alike besides the recipe, in the recipe's hash: raised when a release changes it
+(2: the fingerprint's projections), so that peers of different releases refuse each other's work as of
+another recipe instead of failing every fingerprint check."""
 
 
 class RecipeError(ValueError):
@@ -236,6 +242,7 @@ class Recipe:
     def hash(self) -> str:
         """Short hash of the training-relevant sections; peers refuse work carrying another."""
         shared = {k: v for k, v in self.to_dict().items() if k not in self.LOCAL_SECTIONS}
+        shared["protocol"] = PROTOCOL
         canonical = json.dumps(shared, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 

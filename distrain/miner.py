@@ -156,8 +156,10 @@ class Miner(Node):
         )
 
     def close(self) -> None:
-        self.checkpoint.wait()  # the last round's commit is still being written
-        super().close()
+        try:
+            self.checkpoint.wait()  # the last round's commit may still be being written
+        finally:
+            super().close()
 
     def follow_validator(
         self, round_: int, base: dict, base_fp: list[float]

@@ -100,9 +100,10 @@ def test_only_the_last_committed_round_is_loaded_and_kept(tmp_path, book):
     checkpoint = MinerCheckpoint(tmp_path, miner.cluster)
     assert checkpoint.load() is None
     checkpoint.save(3, encode_global(miner.theta, miner.outer, miner.feedback))
+    (tmp_path / "round-6").mkdir()  # a later round's folder, begun meanwhile: the cleanup leaves it
     checkpoint.save(4, encode_global(miner.theta, miner.outer, miner.feedback))
     checkpoint.wait()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["latest.json", "round-4"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["latest.json", "round-4", "round-6"]
     # A crash while round 5 was written: its folder exists, but the commit still names round 4.
     miner.cluster.accelerator.save_state(str(tmp_path / "round-5"))
     assert json.loads((tmp_path / "latest.json").read_text())["round"] == 4

@@ -72,6 +72,7 @@ class MinerCheckpoint:
         Returns once every rank's accelerate state is on disk; rank 0's global state and the commit follow
         in the background (`wait`)."""
         self.wait()  # one commit at a time, in order
+        self.cluster.barrier()  # and no rank writes the new folder while rank 0 still cleans up
         folder = self.folder / f"round-{round_}"
         self.cluster.accelerator.save_state(str(folder), safe_serialization=True)
         self.cluster.barrier()  # every rank's part is on disk before rank 0 names the folder
@@ -98,7 +99,7 @@ class MinerCheckpoint:
             self._commit_error = error
             return
         for old in self.folder.glob("round-*"):
-            if old != folder:
+            if old.name.removeprefix("round-").isdigit() and int(old.name.removeprefix("round-")) < round_:
                 shutil.rmtree(old, ignore_errors=True)
 
     def load(self) -> tuple[int, bytes | None] | None:
