@@ -19,7 +19,7 @@ import logging
 import os
 import sys
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from datetime import datetime, timezone
 from typing import NoReturn
 
@@ -132,6 +132,18 @@ SUMMARY: dict[str, Callable] = {
     "weights": lambda weights: f"weights set ({len(weights)} nonzero)" if weights else None,
 }
 """Event record key -> its part of the human summary (None: nothing to say); in this order."""
+
+
+def text_table(headers: list[str], rows: list[list[str]], left: Collection[int] = (0,)) -> str:
+    """Columns padded to their widest cell, two spaces apart: those at the indices in `left` (names)
+    aligned left, the others (numbers) right."""
+    widths = [max(len(cell) for cell in column) for column in zip(headers, *rows)]
+    return "\n".join(
+        "  ".join(
+            cell.ljust(w) if i in left else cell.rjust(w) for i, (cell, w) in enumerate(zip(line, widths))
+        )
+        for line in [headers, *rows]
+    )
 
 
 def round_summary(record: dict) -> tuple[str, dict]:

@@ -3,6 +3,8 @@
 - Quiet, offline defaults in ``os.environ`` at import time, before any test imports hivemind, wandb or
   bittensor (they read these variables when first imported), and so inherited by every child process.
 - ``keypair_factory``: real sr25519 hotkeys in throwaway wallets (never under ``~``).
+- The root logger is put back after each test: a test that runs ``distrain.cli.main`` in-process points
+  it at that test's captured stderr, closed once the test ends, where a later test's records would fail.
 - A reaper: every process started during the session carries a session marker in its environment;
   at the end, any such process still alive (a ``p2pd`` left by a peer that was not shut down, an orphaned
   miner subprocess) is killed and reported, and the session fails, because a leak is a bug.
@@ -15,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import glob
 import itertools
+import logging
 import os
 import re
 import shutil
@@ -36,6 +39,15 @@ os.environ[_SESSION_MARKER] = _SESSION_ID
 os.environ["HIVEMIND_LOGLEVEL"] = "ERROR"
 os.environ["WANDB_MODE"] = "disabled"
 os.environ["BTCLI_TOKEN_SYMBOLS_CACHE"] = os.path.join(_SESSION_TMP, "token_symbols.json")
+
+
+@pytest.fixture(autouse=True)
+def _restore_root_logger():
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 @pytest.fixture(scope="session")

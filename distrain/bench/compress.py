@@ -25,6 +25,7 @@ import torch
 from distrain.compression import CODECS, RECOMMENDED, decode_payload, encode_payload
 from distrain.config import Recipe, load_recipe
 from distrain.data import PageBook, load_corpus
+from distrain.logs import text_table
 from distrain.models import build_model
 from distrain.training import InnerTrainer, pseudo_gradient
 from distrain.training.outer import snapshot
@@ -171,12 +172,8 @@ def format_table(results: list[Result]) -> str:
         ]
         for r in results
     ]
-    widths = [max(len(cell) for cell in column) for column in zip(headers, *rows)]
-    lines = [
-        "  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(line, widths)))
-        for line in [headers, *rows]
-    ]
-    return "\n".join(lines + ["* recommended; 'both': compress then decompress, MB of fp32 per second"])
+    legend = "* recommended; 'both': compress then decompress, MB of fp32 per second"
+    return text_table(headers, rows) + "\n" + legend
 
 
 def cmd_compress(args: argparse.Namespace) -> int:

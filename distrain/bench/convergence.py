@@ -44,6 +44,7 @@ from distrain.bench.plan import KEY_SEED, BenchRun, Scale, add_plan_arguments, p
 from distrain.compression import ErrorFeedback, decode_payload
 from distrain.config import Recipe, derive_recipe
 from distrain.data import PageBook, load_corpus
+from distrain.logs import text_table
 from distrain.models import build_model, mean_loss
 from distrain.swarm import Swarm, SwarmError, SwarmOptions
 from distrain.training import InnerTrainer, OuterOptimizer, aggregate, fingerprint, pseudo_gradient
@@ -331,11 +332,7 @@ def format_table(results: list[RunResult]) -> str:
         ]
         for r in results
     ]
-    widths = [max(len(cell) for cell in column) for column in zip(headers, *rows)]
-    return "\n".join(
-        "  ".join(cell.ljust(w) if i < 3 else cell.rjust(w) for i, (cell, w) in enumerate(zip(line, widths)))
-        for line in [headers, *rows]
-    )
+    return text_table(headers, rows, left=(0, 1, 2))
 
 
 def throttled(echo, seconds: float):

@@ -19,6 +19,8 @@ from collections.abc import Callable
 from dataclasses import asdict, fields
 from pathlib import Path
 
+from distrain.logs import text_table
+
 from .base import Chain, ChainError
 from .bittensor_backend import BittensorChain
 from .local import LocalChain, SubnetParams
@@ -57,11 +59,6 @@ def _where(args: argparse.Namespace) -> str:
     return f"on {args.subtensor_network}"
 
 
-def _table(headers: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows)]
-    return "\n".join("  ".join(str(c).rjust(w) for c, w in zip(line, widths)) for line in [headers, *rows])
-
-
 @_user_errors
 def cmd_status(args: argparse.Namespace) -> int:
     with _open(args) as chain:
@@ -95,7 +92,7 @@ def cmd_metagraph(args: argparse.Namespace) -> int:
         for i in range(graph.n)
     ]
     print(f"subnet {graph.netuid}, block {graph.block}")
-    print(_table(headers, rows))
+    print(text_table(headers, rows, left=()))
     return 0
 
 
@@ -142,7 +139,7 @@ def cmd_epoch(args: argparse.Namespace) -> int:
         ]
         for uid in record["uids"]
     ]
-    print(_table(["uid", "incentive", "dividends", "emission"], rows))
+    print(text_table(["uid", "incentive", "dividends", "emission"], rows, left=()))
     return 0
 
 

@@ -15,6 +15,8 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+from distrain.logs import text_table
+
 AUDIT_FILE = Path("state") / "audit.jsonl"
 PASSED = "✓"
 NOT_REGISTERED = "·"
@@ -160,15 +162,6 @@ def _number(value: float | None, sign: str = "") -> str:
     return NONE if value is None else f"{value:{sign}.4g}"
 
 
-def _table(headers: list[str], rows: list[list[str]]) -> str:
-    """Columns right-aligned, like the numbers they mostly hold, except the hotkey (the second)."""
-    widths = [max(len(cell) for cell in column) for column in zip(headers, *rows)]
-    return "\n".join(
-        "  ".join(cell.ljust(w) if i == 1 else cell.rjust(w) for i, (cell, w) in enumerate(zip(line, widths)))
-        for line in [headers, *rows]
-    )
-
-
 def render(summary: dict) -> str:
     """The summary as a person reads it: a per-miner table, then the verdict matrix, then a legend."""
     miners = summary["miners"]
@@ -216,7 +209,7 @@ def _miner_table(miners: list[dict], reasons: list[str]) -> str:
         ]
         for m in miners
     ]
-    return _table([*headers, "last"], rows)
+    return text_table([*headers, "last"], rows, left=(1,))  # the hotkey; numbers right
 
 
 def _matrix(miners: list[dict], rounds: list[int]) -> str:
@@ -227,7 +220,7 @@ def _matrix(miners: list[dict], rounds: list[int]) -> str:
         for m in miners
         if m["recent"]
     ]
-    return _table(["uid", "hotkey", *map(str, rounds)], rows)
+    return text_table(["uid", "hotkey", *map(str, rounds)], rows, left=(1,))
 
 
 # -- the command -----------------------------------------------------------------------------------------
