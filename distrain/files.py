@@ -6,27 +6,36 @@ import json
 import os
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
-def write_atomically(path: str | Path, data: bytes | str) -> None:
-    """Write to a unique temporary file beside `path`, flush it to disk, then rename it over `path`.
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """A unique temporary path beside `path` to write to; when the block ends, the file is flushed to disk
+    and renamed over `path`.
 
     The rename is atomic on POSIX: a reader (or a restart after `kill -9`) finds the old file or the
-    new one, never a mix; a failed write leaves no temporary file behind.
+    new one, never a mix; a block that raises leaves no temporary file behind.
     """
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as file:
-            file.write(data.encode() if isinstance(data, str) else data)
-            file.flush()
+        yield Path(tmp)
+        with open(tmp, "rb+") as file:
             os.fsync(file.fileno())
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)
         raise
+
+
+def write_atomically(path: str | Path, data: bytes | str) -> None:
+    """Write `data` to `path` through `atomic_path`."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data.encode() if isinstance(data, str) else data)
 
 
 def wait_for_file(path: str | Path, timeout: float) -> str:

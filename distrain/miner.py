@@ -30,7 +30,7 @@ from distrain.models import build_model
 from distrain.network import FetchError
 from distrain.node import Node, NodeError, NodeOptions, Stopwatch
 from distrain.training import InnerTrainer, fingerprint, fingerprints_match, pseudo_gradient
-from distrain.training.checkpoint import MinerCheckpoint, encode_global, load_global
+from distrain.training.checkpoint import MinerCheckpoint, global_tensors, load_global
 from distrain.training.cluster import Cluster
 from distrain.training.outer import snapshot
 from distrain.training.plan import Plan, round_seed, train
@@ -104,6 +104,7 @@ class Miner(Node):
         )
         train_start = time.time() - self.clock.start(round_)  # the last round's exchange ran until now
         stats = train(self.trainer, self.book, self.cluster.broadcast(plan))
+        self.checkpoint.wait()  # its background write reads θ, the momentum and the residual, changed below
         self.trainer.copy_into(self.model)  # θ_i, for the pseudo-gradient; reset by the outer step
         tokens = stats.tokens if stats else 0
         meta = {"hotkey": self.hotkey, "round": round_, "tokens": tokens}
@@ -128,7 +129,7 @@ class Miner(Node):
             averaged = self.outer_step(base, submissions, set(record["members"]) if record else None)
             self.trainer.start_from(self.model)
         with exchange("checkpoint"):
-            self.checkpoint.save(round_, encode_global(self.model, self.outer, self.feedback))
+            self.checkpoint.save(round_, global_tensors(self.model, self.outer, self.feedback))
         with exchange("fingerprint"):
             fp = self.publish_fingerprint(round_ + 1)
         self.events.write(

@@ -13,7 +13,7 @@ from distrain.data import PageBook, load_corpus
 from distrain.models import build_model
 from distrain.training import InnerTrainer, OuterOptimizer
 from distrain.training import checkpoint as checkpoint_module
-from distrain.training.checkpoint import MinerCheckpoint, encode_global, load_global
+from distrain.training.checkpoint import MinerCheckpoint, global_tensors, load_global
 from distrain.training.cluster import Cluster
 from distrain.training.outer import snapshot
 
@@ -72,7 +72,7 @@ def test_save_then_load_restores_everything(tmp_path, book):
     for _ in range(2):
         saved.run_round(book)
     checkpoint = MinerCheckpoint(tmp_path, saved.cluster)
-    checkpoint.save(7, encode_global(saved.theta, saved.outer, saved.feedback))
+    checkpoint.save(7, global_tensors(saved.theta, saved.outer, saved.feedback))
     checkpoint.wait()
     rng_after_save = torch.get_rng_state()
 
@@ -99,9 +99,9 @@ def test_only_the_last_committed_round_is_loaded_and_kept(tmp_path, book):
     miner = MinerState.fresh(seed=0)
     checkpoint = MinerCheckpoint(tmp_path, miner.cluster)
     assert checkpoint.load() is None
-    checkpoint.save(3, encode_global(miner.theta, miner.outer, miner.feedback))
+    checkpoint.save(3, global_tensors(miner.theta, miner.outer, miner.feedback))
     (tmp_path / "round-6").mkdir()  # a later round's folder, begun meanwhile: the cleanup leaves it
-    checkpoint.save(4, encode_global(miner.theta, miner.outer, miner.feedback))
+    checkpoint.save(4, global_tensors(miner.theta, miner.outer, miner.feedback))
     checkpoint.wait()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["latest.json", "round-4", "round-6"]
     # A crash while round 5 was written: its folder exists, but the commit still names round 4.
@@ -113,14 +113,14 @@ def test_only_the_last_committed_round_is_loaded_and_kept(tmp_path, book):
 def test_a_failed_background_write_commits_nothing_and_is_raised(tmp_path, book, monkeypatch):
     miner = MinerState.fresh(seed=0)
     checkpoint = MinerCheckpoint(tmp_path, miner.cluster)
-    checkpoint.save(4, encode_global(miner.theta, miner.outer, miner.feedback))
+    checkpoint.save(4, global_tensors(miner.theta, miner.outer, miner.feedback))
     checkpoint.wait()
 
     def disk_full(path, data):
         raise OSError(28, "No space left on device", str(path))
 
     monkeypatch.setattr(checkpoint_module, "write_atomically", disk_full)
-    checkpoint.save(5, encode_global(miner.theta, miner.outer, miner.feedback))
+    checkpoint.save(5, global_tensors(miner.theta, miner.outer, miner.feedback))
     with pytest.raises(OSError, match="No space left"):
         checkpoint.wait()
     checkpoint.wait()  # raised once, then nothing is pending

@@ -48,7 +48,7 @@ from distrain.logs import text_table
 from distrain.models import build_model, mean_loss
 from distrain.swarm import Swarm, SwarmError, SwarmOptions
 from distrain.training import InnerTrainer, OuterOptimizer, aggregate, fingerprint, pseudo_gradient
-from distrain.training.checkpoint import MinerCheckpoint, encode_global
+from distrain.training.checkpoint import MinerCheckpoint, global_tensors
 from distrain.training.cluster import Cluster
 from distrain.training.outer import snapshot
 
@@ -170,7 +170,7 @@ def exchange_seconds(
     _, payload, _ = feedback.send(pseudo_gradient(base, trained), codec, {"round": 0}, shapes)
     outer.step(base, aggregate([decode_payload(payload, shapes)[1] for _ in range(miners)]))
     checkpoint = MinerCheckpoint(folder / codec, cluster)
-    checkpoint.save(0, encode_global(theta, outer, feedback))
+    checkpoint.save(0, global_tensors(theta, outer, feedback))
     for _ in range(2):  # θ_{r+1}'s, published, and the next round's base's
         fingerprint(theta)
     measured = time.perf_counter() - started  # the commit goes on in the background, beside the steps

@@ -12,8 +12,10 @@ position needs no saving: each round's batches are drawn from a seed of (hotkey,
 
 Rank 0 writes its part and the commit in a background thread, while the next round trains: at 25M
 parameters that is 200 MB flushed to disk each round, which four miners on one machine did at the same
-moment, and the steps of the next round waited on it. A crash before the thread is done resumes from
-the round before, whose folder is only removed once the new one is committed.
+moment, and the steps of the next round waited on it. The thread writes straight from θ, the momentum and
+the residual, without a copy of them (12 GB for 1B parameters), so the miner waits for it before it
+changes them. A crash before the thread is done resumes from the round before, whose folder is only
+removed once the new one is committed.
 """
 
 from __future__ import annotations
@@ -24,27 +26,32 @@ import shutil
 import threading
 from pathlib import Path
 
+import safetensors.torch
+import torch
 import torch.nn as nn
 
 from distrain.compression import ErrorFeedback
-from distrain.files import write_atomically
+from distrain.files import atomic_path, write_atomically
 from distrain.training.cluster import Cluster
 from distrain.training.outer import OuterOptimizer
-from distrain.training.state import encode_state, load_state
+from distrain.training.state import load_state, state_tensors
 
 GLOBAL = "global.safetensors"
 FEEDBACK = "feedback/"
 """Prefix of the error-feedback residuals among the global state's extra tensors."""
 
 
-def encode_global(model: nn.Module, outer: OuterOptimizer, feedback: ErrorFeedback) -> bytes:
-    """Rank 0's part of the checkpoint: θ, the outer momentum and the residual, as safetensors."""
+def global_tensors(
+    model: nn.Module, outer: OuterOptimizer, feedback: ErrorFeedback
+) -> dict[str, torch.Tensor]:
+    """Rank 0's part of the checkpoint: θ, the outer momentum and the residual, by their names in
+    `global.safetensors`. Views, not copies: they must not change until `MinerCheckpoint.wait` returns."""
     residuals = {FEEDBACK + name: t.contiguous() for name, t in feedback.state_dict().items()}
-    return encode_state(model, outer, residuals)
+    return state_tensors(model, outer, residuals)
 
 
 def load_global(data: bytes, model: nn.Module, outer: OuterOptimizer, feedback: ErrorFeedback) -> None:
-    """Restore what `encode_global` saved."""
+    """Restore what `global_tensors` saved."""
     extra = load_state(data, model, outer)
     feedback.load_state_dict(
         {name.removeprefix(FEEDBACK): t for name, t in extra.items() if name.startswith(FEEDBACK)}
@@ -66,11 +73,11 @@ class MinerCheckpoint:
         # accelerate logs every file it writes at INFO: once a round, that would bury the miner's own line.
         logging.getLogger("accelerate").setLevel(logging.WARNING)
 
-    def save(self, round_: int, global_state: bytes | None) -> None:
-        """Commit the state after `round_`; `global_state` is rank 0's (`encode_global`), None elsewhere.
+    def save(self, round_: int, global_state: dict[str, torch.Tensor] | None) -> None:
+        """Commit the state after `round_`; `global_state` is rank 0's (`global_tensors`), None elsewhere.
 
         Returns once every rank's accelerate state is on disk; rank 0's global state and the commit follow
-        in the background (`wait`)."""
+        in the background, straight from its tensors, which must not change before `wait` returns."""
         self.wait()  # one commit at a time, in order
         self.cluster.barrier()  # and no rank writes the new folder while rank 0 still cleans up
         folder = self.folder / f"round-{round_}"
@@ -91,9 +98,10 @@ class MinerCheckpoint:
             error, self._commit_error = self._commit_error, None
             raise error
 
-    def _write_and_commit(self, round_: int, folder: Path, global_state: bytes) -> None:
+    def _write_and_commit(self, round_: int, folder: Path, global_state: dict[str, torch.Tensor]) -> None:
         try:
-            write_atomically(folder / GLOBAL, global_state)
+            with atomic_path(folder / GLOBAL) as path:
+                safetensors.torch.save_file(global_state, path)  # releases the GIL: the steps go on
             write_atomically(self.latest, json.dumps({"round": round_, "folder": folder.name}))
         except BaseException as error:  # re-raised on the main thread by `wait`
             self._commit_error = error

@@ -23,14 +23,21 @@ class StateError(Exception):
         self.reason = reason
 
 
+def state_tensors(
+    model: nn.Module, outer: OuterOptimizer, extra: dict[str, torch.Tensor] | None = None
+) -> dict[str, torch.Tensor]:
+    """θ, the outer momentum and any `extra` tensors under their names in a state blob: views, not copies."""
+    tensors = {THETA + name: param.detach().contiguous() for name, param in model.named_parameters()}
+    tensors.update({MOMENTUM + name: buffer.contiguous() for name, buffer in outer.momentum().items()})
+    tensors.update(extra or {})
+    return tensors
+
+
 def encode_state(
     model: nn.Module, outer: OuterOptimizer, extra: dict[str, torch.Tensor] | None = None
 ) -> bytes:
     """θ, the outer momentum and any `extra` tensors, in one safetensors blob."""
-    tensors = {THETA + name: param.detach().contiguous() for name, param in model.named_parameters()}
-    tensors.update({MOMENTUM + name: buffer.contiguous() for name, buffer in outer.momentum().items()})
-    tensors.update(extra or {})
-    return safetensors.torch.save(tensors)
+    return safetensors.torch.save(state_tensors(model, outer, extra))
 
 
 def decode_state(data: bytes, model: nn.Module) -> tuple[dict, dict, dict]:
