@@ -60,7 +60,7 @@ def _scalar(name: str) -> Callable[[Any], dict[str, float]]:
 
 
 def _per_key(prefix: str) -> Callable[[dict | None], dict[str, float]]:
-    return lambda values: {f"{prefix}/{hotkey}": float(value) for hotkey, value in (values or {}).items()}
+    return lambda values: {f"{prefix}/{key}": float(value) for key, value in (values or {}).items()}
 
 
 def _reasons(prefix: str) -> Callable[[dict], dict[str, float]]:

@@ -26,7 +26,7 @@ import torch
 
 from distrain.chain import ChainError, Metagraph
 from distrain.config import Recipe
-from distrain.node import Node, NodeOptions, Submission
+from distrain.node import Node, NodeOptions, Stopwatch, Submission
 from distrain.training import aggregate, fingerprint
 from distrain.training.outer import snapshot
 from distrain.training.state import encode_state, load_state
@@ -91,9 +91,9 @@ class Validator(Node):
         base, base_fp = snapshot(self.model), fingerprint(self.model)
         announced, first_seen = self.watch(round_)
         metagraph = self.metagraph.get()
-        gather_started = time.monotonic()
-        submissions = self.gather(round_, base_fp, announced)
-        gather_seconds = time.monotonic() - gather_started
+        watch = Stopwatch()
+        with watch("gather"):
+            submissions = self.gather(round_, base_fp, announced)
         # The outer step uses exactly the rule miners use (cheap checks + the published set) so that
         # everyone lands on the same θ_{r+1}; copies and cheats leave the set from the next round on.
         members = set(self.members or ()) if self.cfg.aggregation_sets else None
@@ -130,7 +130,7 @@ class Validator(Node):
                 "scores": dict(self.scores.scores),
                 "weights": weights,
                 **self.traffic(),
-                "gather_seconds": gather_seconds,
+                "gather_seconds": watch.seconds["gather"],
                 "block": metagraph.block,
                 "incentive": {h: i for h, i in zip(metagraph.hotkeys, metagraph.incentive) if i > 0},
                 "fingerprint": fp,

@@ -107,7 +107,8 @@ class MinerCheckpoint:
             self._commit_error = error
             return
         for old in self.folder.glob("round-*"):
-            if old.name.removeprefix("round-").isdigit() and int(old.name.removeprefix("round-")) < round_:
+            number = old.name.removeprefix("round-")
+            if number.isdigit() and int(number) < round_:
                 shutil.rmtree(old, ignore_errors=True)
 
     def load(self) -> tuple[int, bytes | None] | None:
