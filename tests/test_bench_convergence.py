@@ -1,5 +1,6 @@
 """`distrain bench convergence`: the plan of runs, the targets, and a small real run end to end."""
 
+import argparse
 import json
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from distrain.bench.convergence import (
     validator_pages,
 )
 from distrain.bench.plan import SCALES, Scale, plan_runs
+from distrain.bench.rounds import seed_list
 from distrain.compression import CODECS, RECOMMENDED, SPARSE_OUTER_LR
 from distrain.config import RecipeError, derive_recipe, load_recipe
 
@@ -189,6 +191,29 @@ def test_bench_rounds_reproduces_the_swarms_losses_in_one_process(bench_run):
         # Each payload reached the other miner and the validator in the swarm.
         sent = model["bits_per_param"] / 8 * params * len(model["curve"][1:]) * 2
         assert sent == pytest.approx(swarm["bytes_per_miner"], rel=0.02)
+
+
+def test_bench_rounds_runs_each_seed_and_reports_their_mean(bench_run):
+    out, _ = bench_run
+    command = [
+        sys.executable, "-m", "distrain.bench.rounds", "--json", "--recipe", str(out / "recipe.yaml"),
+        "--steps", "2", "--diloco-steps", "2", "--codec-steps", "2", "--only", "recommended", "--seed", "0,1",
+    ]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(result.stdout)
+    assert [(r["name"], r["seed"]) for r in report["runs"]] == [("recommended", 0), ("recommended", 1)]
+    losses = [r["final_loss"] for r in report["runs"]]
+    assert losses[0] != losses[1]  # the seed moves every miner's batches
+    assert report["mean_final_loss"] == {"recommended": pytest.approx(sum(losses) / 2)}
+    assert "recommended        mean of 2 seeds:" in result.stderr
+
+
+@pytest.mark.parametrize("text", ["1,x", "1,,2", "0,0"])
+def test_bench_rounds_rejects_a_malformed_seed_list(text):
+    with pytest.raises(argparse.ArgumentTypeError):
+        seed_list(text)
+    assert seed_list("2") == [2] and seed_list("0,3,1") == [0, 3, 1]
 
 
 def test_bench_rounds_imports_nothing_of_the_swarm():

@@ -13,6 +13,7 @@ convergence` remains the measurement of record.
 
     distrain bench rounds --only diloco-h24,diloco-h24-avg,recommended,templar
     distrain bench rounds --only recommended --set outer.lr=2 --set compression.error_decay=0.9
+    distrain bench rounds --only recommended --seed 0,1,2       # each seed, then their mean
     distrain bench rounds --scale gpu --json --seed 1
     python -m distrain.bench.rounds --scale gpu ...   # the same, where the distrain CLI's deps are missing
 
@@ -25,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -43,11 +45,13 @@ from distrain.training.plan import Plan, round_seed, train
 
 @dataclass
 class RoundsResult:
-    """One run; the JSON output is a list of these."""
+    """One run with one seed; the JSON output's `runs` is a list of these."""
 
     name: str
     inner_steps: int
     codec: str
+    seed: int
+    """What `--seed` shifted the miners' batch seeds by."""
     final_loss: float
     """Validation loss of θ after the last round (the validator's fixed validation pages)."""
     bits_per_param: float
@@ -116,6 +120,7 @@ def run_rounds(
         name=run.name,
         inner_steps=run.inner_steps,
         codec=run.codec,
+        seed=seed,
         final_loss=curve[-1],
         bits_per_param=8 * payload_bytes / (rounds * len(hotkeys) * parameters),
         seconds=time.time() - started,
@@ -132,7 +137,7 @@ def cmd_rounds(args: argparse.Namespace) -> int:
     book = PageBook(load_corpus(base.data), base.data, base.run.seed, base.model.context)
     cluster = Cluster.start()
     echo = (lambda line: print(line, file=sys.stderr, flush=True)) if args.json else print
-    results = []
+    results, means = [], {}
     for run in runs:
         overrides = {
             "inner.steps": run.inner_steps,
@@ -141,12 +146,20 @@ def cmd_rounds(args: argparse.Namespace) -> int:
             **settings,
         }
         recipe = derive_recipe(base, overrides)
-        results.append(run_rounds(recipe, run, scale, book, cluster, args.seed, echo))
-        r = results[-1]
-        echo(f"{r.name:18s} H={r.inner_steps:<3d} {r.codec:9s} final loss {r.final_loss:.4f}  "
-             f"{r.bits_per_param:8.4f} bits/param  {r.seconds:.0f} s")  # fmt: skip
+        losses = []
+        for seed in args.seed:
+            r = run_rounds(recipe, run, scale, book, cluster, seed, echo)
+            results.append(r)
+            losses.append(r.final_loss)
+            echo(f"{r.name:18s} H={r.inner_steps:<3d} {r.codec:9s} seed {seed}  final loss {r.final_loss:.4f}  "
+                 f"{r.bits_per_param:8.4f} bits/param  {r.seconds:.0f} s")  # fmt: skip
+        means[run.name] = statistics.fmean(losses)
+        if len(losses) > 1:
+            spread = statistics.stdev(losses)
+            echo(f"{run.name:18s} mean of {len(losses)} seeds: {means[run.name]:.4f} ± {spread:.4f} (sd)")
     if args.json:
-        print(json.dumps({"runs": [asdict(r) for r in results], "recommended": RECOMMENDED, "set": settings}))
+        report = {"runs": [asdict(r) for r in results], "mean_final_loss": means}
+        print(json.dumps({**report, "recommended": RECOMMENDED, "set": settings}))
     return 0
 
 
@@ -162,10 +175,27 @@ def add_rounds_command(subparsers: argparse._SubParsersAction) -> None:
 def add_rounds_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help='print one JSON object {"runs": [...]}')
     add_plan_arguments(parser)
-    parser.add_argument("--seed", type=int, default=0, help="shifts every miner's batch seeds (0: a swarm's)")
+    parser.add_argument(
+        "--seed",
+        type=seed_list,
+        default=[0],
+        help="shifts every miner's batch seeds (0: a swarm's); a comma-separated list runs each run once "
+        "per seed and prints the mean",
+    )
     parser.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="recipe override for every run"
     )
+
+
+def seed_list(text: str) -> list[int]:
+    """`--seed`'s value: one integer or several, comma-separated, each at most once."""
+    try:
+        seeds = [int(item) for item in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected integers separated by commas, got '{text}'") from None
+    if len(set(seeds)) < len(seeds):
+        raise argparse.ArgumentTypeError(f"a seed appears twice in '{text}'")
+    return seeds
 
 
 def main(argv: list[str] | None = None) -> int:
