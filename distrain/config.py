@@ -111,6 +111,10 @@ class InnerConfig:
     """Clip the gradient norm of every inner step to this value (0 disables)."""
 
 
+AVERAGES = ("all", "senders")
+"""The values of `outer.average`."""
+
+
 @dataclass
 class OuterConfig:
     """The optimiser applied to the averaged pseudo-gradient (Nesterov SGD, as in DiLoCo)."""
@@ -123,6 +127,12 @@ class OuterConfig:
     """Use Nesterov momentum."""
     max_norm_ratio: float = 10.0
     """A delta whose norm exceeds this multiple of the round's median norm is rejected, not just clipped."""
+    average: str = "all"
+    """How the clipped deltas are averaged, coordinate by coordinate: `all` divides by the number of
+    deltas (DiLoCo's mean); `senders` by the number of deltas that carry the coordinate, i.e. are not
+    zero there (Templar's: colliding indices averaged over the peers that chose them). The same for a
+    dense codec; with a sparse one, `senders` keeps a value that one miner of n sent at full size where
+    `all` divides it by n."""
 
 
 @dataclass
@@ -283,6 +293,7 @@ class Recipe:
             if not ok:
                 raise RecipeError(f"recipe key '{key}' has an invalid value: {_get(self, key)!r}")
         for key, value, choices in (
+            ("outer.average", self.outer.average, AVERAGES),
             ("tracking.backend", self.tracking.backend, ("none", *TRACKERS)),
             ("tracking.mode", self.tracking.mode, WANDB_MODES),
         ):

@@ -311,7 +311,7 @@ class Node:
         validator named a set); returns the hotkeys averaged."""
         accepted = [s for s in submissions if s.delta is not None and (not members or s.hotkey in members)]
         if accepted:
-            self.outer.step(base, aggregate([s.delta for s in accepted]))
+            self.outer.step(base, aggregate([s.delta for s in accepted], self.recipe.outer.average))
         else:
             self.outer.skip(base)
         return [s.hotkey for s in accepted]

@@ -181,7 +181,9 @@ class Validator(Node):
         # is taken off that miner's margin (`page_bias`). Page sets differ in how much a round's update
         # helps them; subtracting that halved the spread of the margin in swarms (README, scoring). It is
         # decoded once, into one more copy of θ's size, rather than once for each of its evaluations.
-        reference = dict(aggregate([s.delta for s in sampled]).items()) if len(sampled) > 1 else None
+        reference = None
+        if len(sampled) > 1:
+            reference = dict(aggregate([s.delta for s in sampled], self.recipe.outer.average).items())
         random_reference_gain = (
             0.0 if reference is None else before["random"] - self.evaluator.loss_at(base, randoms, reference)
         )

@@ -46,6 +46,22 @@ def test_lazy_aggregation_equals_the_dense_average(codec):
         assert torch.allclose(average[name], expected[name], rtol=1e-6, atol=1e-6)
 
 
+def test_senders_average_divides_each_coordinate_by_the_deltas_that_carry_it():
+    deltas = _submissions(5, "topk")
+    dense = [dict(delta.items()) for delta in deltas]
+    clipped = dict(aggregate(deltas))  # the clipped mean over all 5, as above
+    senders = dict(aggregate(deltas, "senders"))
+    counts = {name: sum((d[name] != 0).int() for d in dense) for name in SHAPES}
+    assert int(counts["w"].max()) > 1 and int(counts["w"].min()) == 0  # sets overlap, and miss some
+    for name, count in counts.items():
+        expected = torch.where(count > 0, clipped[name] * len(dense) / count.clamp(min=1), 0.0)
+        assert torch.allclose(senders[name], expected, rtol=1e-5, atol=1e-7)
+    # A dense codec carries every coordinate: the two averages agree.
+    fp16 = _submissions(3, "fp16")
+    for name, tensor in aggregate(fp16, "senders").items():
+        assert torch.allclose(tensor, dict(aggregate(fp16))[name], rtol=1e-6, atol=1e-7)
+
+
 @pytest.mark.parametrize(("momentum", "nesterov"), [(0.9, True), (0.9, False), (0.0, False)])
 def test_outer_step_matches_torch_sgd_exactly(momentum, nesterov):
     model, reference = torch.nn.Linear(8, 4), torch.nn.Linear(8, 4)

@@ -168,7 +168,9 @@ def exchange_seconds(
     started = time.perf_counter()
     base = snapshot(theta)
     _, payload, _ = feedback.send(pseudo_gradient(base, trained), codec, {"round": 0}, shapes)
-    outer.step(base, aggregate([decode_payload(payload, shapes)[1] for _ in range(miners)]))
+    outer.step(
+        base, aggregate([decode_payload(payload, shapes)[1] for _ in range(miners)], recipe.outer.average)
+    )
     checkpoint = MinerCheckpoint(folder / codec, cluster)
     checkpoint.save(0, global_tensors(theta, outer, feedback))
     for _ in range(2):  # θ_{r+1}'s, published, and the next round's base's

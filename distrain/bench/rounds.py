@@ -109,7 +109,7 @@ def run_rounds(
             )
             payload_bytes += len(payload)
             deltas.append(sent)
-        outer.step(base, aggregate(deltas))
+        outer.step(base, aggregate(deltas, recipe.outer.average))
         curve.append(val_loss())
         if (round_ + 1) % -(-rounds // 10) == 0 and round_ + 1 < rounds:
             echo(

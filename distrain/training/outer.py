@@ -30,9 +30,10 @@ def pseudo_gradient(base: dict[str, torch.Tensor], model: nn.Module) -> dict[str
     return {name: (base[name] - param.detach()).float() for name, param in model.named_parameters()}
 
 
-def aggregate(deltas: Sequence[CompressedDelta]) -> ClippedAverage:
-    """Clip each delta to the median global norm, then average: one outsized update cannot dominate."""
-    return ClippedAverage(deltas)
+def aggregate(deltas: Sequence[CompressedDelta], average: str = "all") -> ClippedAverage:
+    """Clip each delta to the median global norm, then average (`OuterConfig.average`: over all deltas,
+    or per coordinate over the deltas that carry it): one outsized update cannot dominate."""
+    return ClippedAverage(deltas, senders=average == "senders")
 
 
 class ClippedAverage(Mapping[str, torch.Tensor]):
@@ -42,17 +43,23 @@ class ClippedAverage(Mapping[str, torch.Tensor]):
     nothing once the caller lets the average of a parameter go.
     """
 
-    def __init__(self, deltas: Sequence[CompressedDelta]):
+    def __init__(self, deltas: Sequence[CompressedDelta], senders: bool = False):
         norms = [delta.norm() for delta in deltas]
         median = float(torch.tensor(norms).median())
-        self.deltas = deltas
+        self.deltas, self.senders = deltas, senders
         self.scales = [min(1.0, median / n) if n > 0 else 0.0 for n in norms]
 
     def __getitem__(self, name: str) -> torch.Tensor:
         total = self.scales[0] * self.deltas[0][name]
+        count = (total != 0).to(torch.int32) if self.senders else None  # deltas carrying each coordinate
         for scale, delta in zip(self.scales[1:], self.deltas[1:]):
-            total.add_(delta[name], alpha=scale)
-        return total.div_(len(self.deltas))
+            values = delta[name]
+            total.add_(values, alpha=scale)
+            if count is not None:
+                count.add_(values != 0)
+        if count is None:
+            return total.div_(len(self.deltas))
+        return total.div_(count.clamp_(min=1))
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.deltas[0])
