@@ -17,7 +17,7 @@ from distrain.bench.convergence import (
     target_checks,
     validator_pages,
 )
-from distrain.bench.plan import SCALES, Scale, plan_runs
+from distrain.bench.plan import SCALES, Scale, add_plan_arguments, plan_from_args, plan_runs
 from distrain.bench.rounds import seed_list
 from distrain.compression import CODECS, RECOMMENDED, SPARSE_OUTER_LR
 from distrain.config import RecipeError, derive_recipe, load_recipe
@@ -207,6 +207,27 @@ def test_bench_rounds_runs_each_seed_and_reports_their_mean(bench_run):
     assert losses[0] != losses[1]  # the seed moves every miner's batches
     assert report["mean_final_loss"] == {"recommended": pytest.approx(sum(losses) / 2)}
     assert "recommended        mean of 2 seeds:" in result.stderr
+
+
+def _plan(*argv: str):
+    parser = argparse.ArgumentParser()
+    add_plan_arguments(parser)
+    return plan_from_args(parser.parse_args(argv))
+
+
+def test_set_overrides_the_base_and_every_run_after_its_own_settings():
+    base, _, runs = _plan(
+        "--only", "diloco-h24,recommended", "--set", "outer.lr=5", "--set", "outer.average=senders"
+    )
+    assert (base.outer.lr, base.outer.average) == (5.0, "senders")
+    by_name = {run.name: run for run in runs}
+    # The sparse run keeps its own momentum and Nesterov settings; only the lr moves.
+    assert by_name["recommended"].overrides == {
+        "outer.lr": "5", "outer.momentum": 0.0, "outer.nesterov": False, "outer.average": "senders",
+    }  # fmt: skip
+    assert by_name["diloco-h24"].overrides == {"outer.lr": "5", "outer.average": "senders"}
+    with pytest.raises(RecipeError, match="--set takes KEY=VALUE"):
+        _plan("--set", "outer.lr")
 
 
 @pytest.mark.parametrize("text", ["1,x", "1,,2", "0,0"])

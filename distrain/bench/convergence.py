@@ -40,7 +40,14 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from distrain.bench.plan import KEY_SEED, BenchRun, Scale, add_plan_arguments, plan_from_args
+from distrain.bench.plan import (
+    KEY_SEED,
+    BenchRun,
+    Scale,
+    add_plan_arguments,
+    plan_from_args,
+    settings_from_args,
+)
 from distrain.compression import ErrorFeedback, decode_payload
 from distrain.config import Recipe, derive_recipe
 from distrain.data import PageBook, load_corpus
@@ -350,9 +357,12 @@ def throttled(echo, seconds: float):
     return echo_now_and_then
 
 
-def run_convergence(base: Recipe, scale: Scale, runs: list[BenchRun], out: Path, echo) -> dict:
+def run_convergence(
+    base: Recipe, scale: Scale, runs: list[BenchRun], out: Path, echo, settings: dict[str, str] | None = None
+) -> dict:
     """The runs one after the other; the report is rewritten after each run, so an interrupted benchmark
-    keeps what it measured."""
+    keeps what it measured. `settings` (the `--set` overrides, already in `base` and `runs`) is recorded
+    in the report's setup."""
     from distrain.plots import plot_convergence
 
     out.mkdir(parents=True, exist_ok=True)
@@ -366,6 +376,7 @@ def run_convergence(base: Recipe, scale: Scale, runs: list[BenchRun], out: Path,
         "page_seconds": calibration.page_seconds,
         "device": "cuda" if torch.cuda.is_available() else f"cpu ({os.cpu_count()} cores)",
         "recipe_hash": base.hash(),
+        "set": settings or {},
     }
     exchanges = ", ".join(
         f"{codec} {seconds:.2f} s" for codec, seconds in calibration.exchange_seconds.items()
@@ -414,7 +425,7 @@ def cmd_convergence(args: argparse.Namespace) -> int:
     out = Path(args.out)
     echo = (lambda line: print(line, file=sys.stderr, flush=True)) if args.json else print
     try:
-        report = run_convergence(base, scale, runs, out, echo)
+        report = run_convergence(base, scale, runs, out, echo, settings_from_args(args))
     except SwarmError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -108,8 +108,17 @@ def plan_runs(scale: Scale, codec_steps: int, codecs: list[str]) -> list[BenchRu
     return runs
 
 
+def settings_from_args(args: argparse.Namespace) -> dict[str, str]:
+    """`--set KEY=VALUE` options as recipe overrides."""
+    malformed = [item for item in args.set if "=" not in item]
+    if malformed:
+        raise RecipeError(f"--set takes KEY=VALUE, got {malformed}")
+    return dict(item.split("=", 1) for item in args.set)
+
+
 def plan_from_args(args: argparse.Namespace) -> tuple[Recipe, Scale, list[BenchRun]]:
-    """The base recipe, the scale and the runs that `add_plan_arguments`' options ask for."""
+    """The base recipe, the scale and the runs that `add_plan_arguments`' options ask for; `--set`
+    applies to the base and to every run after the run's own overrides."""
     scale = dataclasses.replace(SCALES[args.scale])
     for name in ("miners", "steps"):
         if getattr(args, name) is not None:
@@ -120,10 +129,14 @@ def plan_from_args(args: argparse.Namespace) -> tuple[Recipe, Scale, list[BenchR
     unknown = sorted(set(codecs) - set(CODECS))
     if unknown:
         raise RecipeError(f"unknown codecs {unknown}, expected names from {sorted(CODECS)}")
-    base = load_recipe(args.recipe, scale.recipe_overrides)
+    settings = settings_from_args(args)
+    base = derive_recipe(load_recipe(args.recipe, scale.recipe_overrides), settings)
     if args.codec_steps:
         base = derive_recipe(base, {"inner.steps": args.codec_steps})
-    runs = plan_runs(scale, base.inner.steps, codecs)
+    runs = [
+        dataclasses.replace(run, overrides={**run.overrides, **settings})
+        for run in plan_runs(scale, base.inner.steps, codecs)
+    ]
     if args.only:
         only = args.only.split(",")
         unknown = sorted(set(only) - {run.name for run in runs})
@@ -148,3 +161,10 @@ def add_plan_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--only", default=None, help="comma-separated run names to run (default: all)")
     parser.add_argument("--codecs", default=None, help="comma-separated codecs (default: every preset)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="recipe override for every run, after the run's own (e.g. outer.lr=5 moves a sparse codec's)",
+    )

@@ -32,9 +32,16 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
-from distrain.bench.plan import BenchRun, Scale, add_plan_arguments, bench_hotkeys, plan_from_args
+from distrain.bench.plan import (
+    BenchRun,
+    Scale,
+    add_plan_arguments,
+    bench_hotkeys,
+    plan_from_args,
+    settings_from_args,
+)
 from distrain.compression import RECOMMENDED, ErrorFeedback
-from distrain.config import Recipe, RecipeError, derive_recipe
+from distrain.config import Recipe, derive_recipe
 from distrain.data import PageBook, load_corpus
 from distrain.models import build_model, mean_loss
 from distrain.training import InnerTrainer, OuterOptimizer, aggregate, pseudo_gradient
@@ -130,10 +137,6 @@ def run_rounds(
 
 def cmd_rounds(args: argparse.Namespace) -> int:
     base, scale, runs = plan_from_args(args)
-    malformed = [item for item in args.set if "=" not in item]
-    if malformed:
-        raise RecipeError(f"--set takes KEY=VALUE, got {malformed}")
-    settings = dict(item.split("=", 1) for item in args.set)
     book = PageBook(load_corpus(base.data), base.data, base.run.seed, base.model.context)
     cluster = Cluster.start()
     echo = (lambda line: print(line, file=sys.stderr, flush=True)) if args.json else print
@@ -143,7 +146,6 @@ def cmd_rounds(args: argparse.Namespace) -> int:
             "inner.steps": run.inner_steps,
             "compression.codec": run.codec,
             **run.overrides,
-            **settings,
         }
         recipe = derive_recipe(base, overrides)
         losses = []
@@ -159,7 +161,7 @@ def cmd_rounds(args: argparse.Namespace) -> int:
             echo(f"{run.name:18s} mean of {len(losses)} seeds: {means[run.name]:.4f} ± {spread:.4f} (sd)")
     if args.json:
         report = {"runs": [asdict(r) for r in results], "mean_final_loss": means}
-        print(json.dumps({**report, "recommended": RECOMMENDED, "set": settings}))
+        print(json.dumps({**report, "recommended": RECOMMENDED, "set": settings_from_args(args)}))
     return 0
 
 
@@ -181,9 +183,6 @@ def add_rounds_arguments(parser: argparse.ArgumentParser) -> None:
         default=[0],
         help="shifts every miner's batch seeds (0: a swarm's); a comma-separated list runs each run once "
         "per seed and prints the mean",
-    )
-    parser.add_argument(
-        "--set", action="append", default=[], metavar="KEY=VALUE", help="recipe override for every run"
     )
 
 
