@@ -129,10 +129,11 @@ class OuterConfig:
     """A delta whose norm exceeds this multiple of the round's median norm is rejected, not just clipped."""
     average: str = "all"
     """How the clipped deltas are averaged, coordinate by coordinate: `all` divides by the number of
-    deltas (DiLoCo's mean); `senders` by the number of deltas that carry the coordinate, i.e. are not
-    zero there (Templar's: colliding indices averaged over the peers that chose them). The same for a
-    dense codec; with a sparse one, `senders` keeps a value that one miner of n sent at full size where
-    `all` divides it by n."""
+    deltas (DiLoCo's mean); `senders` by the number of deltas whose decoded value there is not zero.
+    With `topk` or `templar` those are the miners that sent the coordinate (Templar's rule: colliding
+    indices averaged over the peers that chose them), so a value one miner of n sent keeps its full
+    size where `all` divides it by n. Dense codecs decode nearly every value to non-zero, and
+    `dct-sign` every value of a whole chunk, so for them the two barely differ."""
 
 
 @dataclass

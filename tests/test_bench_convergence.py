@@ -206,6 +206,7 @@ def test_bench_rounds_runs_each_seed_and_reports_their_mean(bench_run):
     losses = [r["final_loss"] for r in report["runs"]]
     assert losses[0] != losses[1]  # the seed moves every miner's batches
     assert report["mean_final_loss"] == {"recommended": pytest.approx(sum(losses) / 2)}
+    assert report["sd_final_loss"] == {"recommended": pytest.approx(abs(losses[0] - losses[1]) / 2**0.5)}
     assert "recommended        mean of 2 seeds:" in result.stderr
 
 
@@ -216,9 +217,10 @@ def _plan(*argv: str):
 
 
 def test_set_overrides_the_base_and_every_run_after_its_own_settings():
-    base, _, runs = _plan(
+    base, _, runs, settings = _plan(
         "--only", "diloco-h24,recommended", "--set", "outer.lr=5", "--set", "outer.average=senders"
     )
+    assert settings == {"outer.lr": "5", "outer.average": "senders"}
     assert (base.outer.lr, base.outer.average) == (5.0, "senders")
     by_name = {run.name: run for run in runs}
     # The sparse run keeps its own momentum and Nesterov settings; only the lr moves.
@@ -228,13 +230,17 @@ def test_set_overrides_the_base_and_every_run_after_its_own_settings():
     assert by_name["diloco-h24"].overrides == {"outer.lr": "5", "outer.average": "senders"}
     with pytest.raises(RecipeError, match="--set takes KEY=VALUE"):
         _plan("--set", "outer.lr")
+    with pytest.raises(
+        RecipeError, match="--set inner.steps: the benchmark sets it for each run; use --codec"
+    ):
+        _plan("--set", "inner.steps=6")
 
 
-@pytest.mark.parametrize("text", ["1,x", "1,,2", "0,0"])
-def test_bench_rounds_rejects_a_malformed_seed_list(text):
-    with pytest.raises(argparse.ArgumentTypeError):
-        seed_list(text)
+def test_bench_rounds_seed_lists():
     assert seed_list("2") == [2] and seed_list("0,3,1") == [0, 3, 1]
+    for malformed in ("1,x", "1,,2", "0,0"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            seed_list(malformed)
 
 
 def test_bench_rounds_imports_nothing_of_the_swarm():

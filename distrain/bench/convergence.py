@@ -46,7 +46,6 @@ from distrain.bench.plan import (
     Scale,
     add_plan_arguments,
     plan_from_args,
-    settings_from_args,
 )
 from distrain.compression import ErrorFeedback, decode_payload
 from distrain.config import Recipe, derive_recipe
@@ -421,11 +420,11 @@ def run_convergence(
 
 
 def cmd_convergence(args: argparse.Namespace) -> int:
-    base, scale, runs = plan_from_args(args)
+    base, scale, runs, settings = plan_from_args(args)
     out = Path(args.out)
     echo = (lambda line: print(line, file=sys.stderr, flush=True)) if args.json else print
     try:
-        report = run_convergence(base, scale, runs, out, echo, settings_from_args(args))
+        report = run_convergence(base, scale, runs, out, echo, settings)
     except SwarmError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

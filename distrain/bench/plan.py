@@ -108,17 +108,31 @@ def plan_runs(scale: Scale, codec_steps: int, codecs: list[str]) -> list[BenchRu
     return runs
 
 
+PLANNED_KEYS = {
+    "inner.steps": "--codec-steps, --diloco-steps",
+    "compression.codec": "--codecs",
+    "run.run_id": None,
+    "run.round_seconds": None,
+    "run.publish_fraction": None,
+}
+"""Recipe keys a benchmark sets for each run (and sizes its rounds by), with the options that move them."""
+
+
 def settings_from_args(args: argparse.Namespace) -> dict[str, str]:
-    """`--set KEY=VALUE` options as recipe overrides."""
+    """`--set KEY=VALUE` options as recipe overrides; keys in `PLANNED_KEYS` are refused."""
     malformed = [item for item in args.set if "=" not in item]
     if malformed:
         raise RecipeError(f"--set takes KEY=VALUE, got {malformed}")
-    return dict(item.split("=", 1) for item in args.set)
+    settings = dict(item.split("=", 1) for item in args.set)
+    for key in sorted(settings.keys() & PLANNED_KEYS.keys()):
+        instead = f"; use {PLANNED_KEYS[key]}" if PLANNED_KEYS[key] else ""
+        raise RecipeError(f"--set {key}: the benchmark sets it for each run{instead}")
+    return settings
 
 
-def plan_from_args(args: argparse.Namespace) -> tuple[Recipe, Scale, list[BenchRun]]:
-    """The base recipe, the scale and the runs that `add_plan_arguments`' options ask for; `--set`
-    applies to the base and to every run after the run's own overrides."""
+def plan_from_args(args: argparse.Namespace) -> tuple[Recipe, Scale, list[BenchRun], dict[str, str]]:
+    """The base recipe, the scale, the runs and the `--set` overrides that `add_plan_arguments`' options
+    ask for; the overrides apply to the base and to every run after the run's own."""
     scale = dataclasses.replace(SCALES[args.scale])
     for name in ("miners", "steps"):
         if getattr(args, name) is not None:
@@ -143,7 +157,7 @@ def plan_from_args(args: argparse.Namespace) -> tuple[Recipe, Scale, list[BenchR
         if unknown:
             raise RecipeError(f"--only names runs not in the plan: {unknown}")
         runs = [run for run in runs if run.name in only]
-    return base, scale, runs
+    return base, scale, runs, settings
 
 
 def add_plan_arguments(parser: argparse.ArgumentParser) -> None:

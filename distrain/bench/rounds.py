@@ -38,7 +38,6 @@ from distrain.bench.plan import (
     add_plan_arguments,
     bench_hotkeys,
     plan_from_args,
-    settings_from_args,
 )
 from distrain.compression import RECOMMENDED, ErrorFeedback
 from distrain.config import Recipe, derive_recipe
@@ -136,11 +135,11 @@ def run_rounds(
 
 
 def cmd_rounds(args: argparse.Namespace) -> int:
-    base, scale, runs = plan_from_args(args)
+    base, scale, runs, settings = plan_from_args(args)
     book = PageBook(load_corpus(base.data), base.data, base.run.seed, base.model.context)
     cluster = Cluster.start()
     echo = (lambda line: print(line, file=sys.stderr, flush=True)) if args.json else print
-    results, means = [], {}
+    results, means, spreads = [], {}, {}
     for run in runs:
         overrides = {
             "inner.steps": run.inner_steps,
@@ -156,12 +155,14 @@ def cmd_rounds(args: argparse.Namespace) -> int:
             echo(f"{r.name:18s} H={r.inner_steps:<3d} {r.codec:9s} seed {seed}  final loss {r.final_loss:.4f}  "
                  f"{r.bits_per_param:8.4f} bits/param  {r.seconds:.0f} s")  # fmt: skip
         means[run.name] = statistics.fmean(losses)
+        spreads[run.name] = statistics.stdev(losses) if len(losses) > 1 else 0.0
         if len(losses) > 1:
-            spread = statistics.stdev(losses)
-            echo(f"{run.name:18s} mean of {len(losses)} seeds: {means[run.name]:.4f} ± {spread:.4f} (sd)")
+            echo(
+                f"{run.name:18s} mean of {len(losses)} seeds: {means[run.name]:.4f} ± {spreads[run.name]:.4f} (sd)"
+            )
     if args.json:
-        report = {"runs": [asdict(r) for r in results], "mean_final_loss": means}
-        print(json.dumps({**report, "recommended": RECOMMENDED, "set": settings_from_args(args)}))
+        report = {"runs": [asdict(r) for r in results], "mean_final_loss": means, "sd_final_loss": spreads}
+        print(json.dumps({**report, "recommended": RECOMMENDED, "set": settings}))
     return 0
 
 

@@ -4,8 +4,8 @@ Every honest peer runs exactly this code on the same submissions in the same ord
 land on the same θ_{r+1}; the next fingerprint check confirms it.
 
 The average is produced and applied one parameter at a time: besides θ, θ_r and the momentum, only a
-couple of tensors of one parameter are ever dense, however many submissions there are (they stay
-compressed until their turn).
+couple of tensors of one parameter are ever dense (and a count of int16 with `outer.average: senders`),
+however many submissions there are (they stay compressed until their turn).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import torch
 import torch.nn as nn
 
 from distrain.compression import CompressedDelta
-from distrain.config import OuterConfig
+from distrain.config import AVERAGES, OuterConfig
 
 
 def snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -33,6 +33,8 @@ def pseudo_gradient(base: dict[str, torch.Tensor], model: nn.Module) -> dict[str
 def aggregate(deltas: Sequence[CompressedDelta], average: str = "all") -> ClippedAverage:
     """Clip each delta to the median global norm, then average (`OuterConfig.average`: over all deltas,
     or per coordinate over the deltas that carry it): one outsized update cannot dominate."""
+    if average not in AVERAGES:
+        raise ValueError(f"average must be one of {AVERAGES}, got {average!r}")
     return ClippedAverage(deltas, senders=average == "senders")
 
 
@@ -50,16 +52,15 @@ class ClippedAverage(Mapping[str, torch.Tensor]):
         self.scales = [min(1.0, median / n) if n > 0 else 0.0 for n in norms]
 
     def __getitem__(self, name: str) -> torch.Tensor:
-        total = self.scales[0] * self.deltas[0][name]
-        count = (total != 0).to(torch.int32) if self.senders else None  # deltas carrying each coordinate
+        first = self.deltas[0][name]
+        total = first * self.scales[0]  # not in place: a dense codec's decoded tensor may be its payload's
+        count = (first != 0).to(torch.int16) if self.senders else None  # the deltas carrying each value
         for scale, delta in zip(self.scales[1:], self.deltas[1:]):
             values = delta[name]
             total.add_(values, alpha=scale)
             if count is not None:
                 count.add_(values != 0)
-        if count is None:
-            return total.div_(len(self.deltas))
-        return total.div_(count.clamp_(min=1))
+        return total.div_(len(self.deltas) if count is None else count.clamp_(min=1))
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.deltas[0])
