@@ -87,14 +87,19 @@ class Miner(Node):
         self.clock = self.start_clock()
         round_ = max(self.clock.round(), self.next_round)
         self.clock.sleep_until(self.clock.start(round_))
+        fp = None
         while self.options.rounds is None or round_ < self.options.rounds:
-            self.run_round(round_)
+            fp = self.run_round(round_, fp)
             round_ += 1
         self.cluster.broadcast(None)  # no plan: the other processes stop
         self.cluster.finish()
 
-    def run_round(self, round_: int) -> None:
-        base, base_fp = snapshot(self.model), fingerprint(self.model)
+    def run_round(self, round_: int, base_fp: list[float] | None = None) -> list[float]:
+        """One round; `base_fp` is θ_round's fingerprint when the last round published it (nothing
+        changes θ in between), and the fingerprint of θ_{round+1} is returned for the next."""
+        base = snapshot(self.model)
+        if base_fp is None:
+            base_fp = fingerprint(self.model)
         run = self.recipe.run
         plan = Plan(
             round=round_,
@@ -155,6 +160,7 @@ class Miner(Node):
                 "fingerprint": fp,
             }
         )
+        return fp
 
     def close(self) -> None:
         try:

@@ -82,13 +82,15 @@ class Validator(Node):
                     "val_loss": self.evaluator.loss(self.model, self.val_pages),
                 }
             )
-        self.publish_guidance(self.next_round)
+        fp = self.publish_guidance(self.next_round)
         while self.options.rounds is None or self.next_round < self.options.rounds:
-            self.run_round(self.next_round)
+            fp = self.run_round(self.next_round, fp)
             self.next_round += 1
 
-    def run_round(self, round_: int) -> None:
-        base, base_fp = snapshot(self.model), fingerprint(self.model)
+    def run_round(self, round_: int, base_fp: list[float]) -> list[float]:
+        """One round from θ_round, whose fingerprint `base_fp` was published with its guidance; returns
+        θ_{round+1}'s, published at the end."""
+        base = snapshot(self.model)
         announced, first_seen = self.watch(round_)
         metagraph = self.metagraph.get()
         watch = Stopwatch()
@@ -136,6 +138,7 @@ class Validator(Node):
                 "fingerprint": fp,
             }
         )
+        return fp
 
     # -- 1. watching the round -------------------------------------------------------------------------
 

@@ -14,9 +14,9 @@ ROW = 1024
 """Each parameter is projected as rows of this many values, against r_k[i, j] = w_k[i] · v_k[j]: a Gaussian
 weight per row times a Gaussian vector along the row. That is one matrix product and a few thousand draws
 per tensor: 0.036 s for a 25M-parameter model on one core of the 2-core machine, where a Gaussian draw
-per value took 0.38 s, and miners and validators take two fingerprints a round. Any difference d between
-two θ still shows, almost surely, with the same mean square as with independent draws:
-E[(Σ d_ij w_i v_j)²] = ‖d‖²."""
+per value took 0.38 s; every node takes one a round (θ_{r+1}'s, also the next round's base). Any
+difference d between two θ still shows, almost surely, with the same mean square as with independent
+draws: E[(Σ d_ij w_i v_j)²] = ‖d‖²."""
 
 
 @torch.no_grad()
