@@ -130,6 +130,9 @@ def bench_run(tmp_path_factory):
         sys.executable, "-m", "distrain", "bench", "convergence", "--json", "--out", str(out),
         "--recipe", str(recipe), "--steps", "2", "--diloco-steps", "2", "--codec-steps", "2",
         "--codecs", f"fp32,{RECOMMENDED}", "--only", "ddp,recommended",  # two swarms: CI has 2 cores
+        # Templar's aggregation, so that `bench rounds` below checks that miners and validators use the
+        # recipe's: with 2 miners it doubles what one of them sent alone, which the losses would show.
+        "--set", "outer.average=senders",
     ]  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -144,6 +147,7 @@ def test_json_contract_and_files(bench_run):
     assert runs["ddp"]["inner_steps"] == 1 and runs["recommended"]["codec"] == RECOMMENDED
     saved = json.loads((out / "convergence.json").read_text())
     assert saved["runs"] == report["runs"]
+    assert report["setup"]["set"] == {"outer.average": "senders"}
     assert (out / "convergence.png").stat().st_size > 10_000
 
 
@@ -180,6 +184,7 @@ def test_bench_rounds_reproduces_the_swarms_losses_in_one_process(bench_run):
     command = [
         sys.executable, "-m", "distrain.bench.rounds", "--json", "--recipe", str(out / "recipe.yaml"),
         "--steps", "2", "--diloco-steps", "2", "--codec-steps", "2", "--only", "ddp,recommended",
+        "--set", "outer.average=senders",
     ]  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
