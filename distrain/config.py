@@ -133,7 +133,8 @@ class OuterConfig:
     With `topk` or `templar` those are the miners that sent the coordinate (Templar's rule: colliding
     indices averaged over the peers that chose them), so a value one miner of n sent keeps its full
     size where `all` divides it by n. Dense codecs decode nearly every value to non-zero, and
-    `dct-sign` every value of a whole chunk, so for them the two barely differ."""
+    `dct-sign` every value of a whole chunk, so for them the two barely differ. Validators score with
+    the plain mean either way."""
 
 
 @dataclass
