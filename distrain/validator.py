@@ -187,9 +187,7 @@ class Validator(Node):
         # It is the plain mean whatever `outer.average` is: with `senders` as the reference, the proof of
         # work flagged 18 and 17 of 32 honest rounds in two swarms and passed 4 and 2 of `wrongdata`'s 8,
         # against 9 and 5, and 0 and 1, with the mean (README, Templar's aggregation).
-        reference = None
-        if len(sampled) > 1:
-            reference = dict(aggregate([s.delta for s in sampled]).items())
+        reference = dict(aggregate([s.delta for s in sampled]).items()) if len(sampled) > 1 else None
         random_reference_gain = (
             0.0 if reference is None else before["random"] - self.evaluator.loss_at(base, randoms, reference)
         )

@@ -40,13 +40,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from distrain.bench.plan import (
-    KEY_SEED,
-    BenchRun,
-    Scale,
-    add_plan_arguments,
-    plan_from_args,
-)
+from distrain.bench.plan import KEY_SEED, BenchRun, Scale, add_plan_arguments, plan_from_args
 from distrain.compression import ErrorFeedback, decode_payload
 from distrain.config import Recipe, derive_recipe
 from distrain.data import PageBook, load_corpus

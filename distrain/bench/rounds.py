@@ -32,13 +32,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
-from distrain.bench.plan import (
-    BenchRun,
-    Scale,
-    add_plan_arguments,
-    bench_hotkeys,
-    plan_from_args,
-)
+from distrain.bench.plan import BenchRun, Scale, add_plan_arguments, bench_hotkeys, plan_from_args
 from distrain.compression import RECOMMENDED, ErrorFeedback
 from distrain.config import Recipe, derive_recipe
 from distrain.data import PageBook, load_corpus
