@@ -11,7 +11,7 @@ import torch
 from distrain.compression import decode_payload, encode_payload
 from distrain.config import OuterConfig
 from distrain.training import OuterOptimizer, aggregate
-from distrain.training.outer import snapshot
+from distrain.training.outer import LeftOut, snapshot
 
 SHAPES = {"w": torch.Size([300, 70]), "b": torch.Size([70]), "e": torch.Size([2 * 4096 + 5])}
 
@@ -62,6 +62,24 @@ def test_senders_average_divides_each_coordinate_by_the_deltas_that_carry_it():
         assert torch.allclose(tensor, dict(aggregate(fp16))[name], rtol=1e-6, atol=1e-7)
 
 
+@pytest.mark.parametrize("codec", ["topk", "fp16"])
+def test_left_out_is_the_mean_of_the_other_clipped_deltas(codec):
+    deltas = _submissions(5, codec)  # the two largest are clipped to the median norm of all five
+    average = aggregate(deltas)
+    mean, dense = dict(average), [dict(delta.items()) for delta in deltas]
+    for index in (0, 4):
+        others = [(s, d) for i, (s, d) in enumerate(zip(average.scales, dense)) if i != index]
+        left_out = LeftOut(mean, average, index)
+        assert list(left_out) == list(SHAPES)
+        for name in SHAPES:
+            expected = sum(scale * d[name] for scale, d in others) / 4
+            assert torch.allclose(left_out[name], expected, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="two or more"):
+        LeftOut(mean, aggregate(deltas[:1]), 0)
+    with pytest.raises(ValueError, match="plain average"):
+        LeftOut(mean, aggregate(deltas, "senders"), 0)
+
+
 @pytest.mark.parametrize(("momentum", "nesterov"), [(0.9, True), (0.9, False), (0.0, False)])
 def test_outer_step_matches_torch_sgd_exactly(momentum, nesterov):
     model, reference = torch.nn.Linear(8, 4), torch.nn.Linear(8, 4)
@@ -85,7 +103,7 @@ import json, re, sys, torch
 from distrain.compression import decode_payload, encode_payload
 from distrain.config import OuterConfig
 from distrain.training import OuterOptimizer, aggregate
-from distrain.training.outer import snapshot
+from distrain.training.outer import LeftOut, snapshot
 
 def kib(key):
     return 1024 * int(re.search(key + r":\s+(\d+) kB", open("/proc/self/status").read()).group(1))

@@ -69,6 +69,30 @@ class ClippedAverage(Mapping[str, torch.Tensor]):
         return len(self.deltas[0])
 
 
+class LeftOut(Mapping[str, torch.Tensor]):
+    """The plain average of `aggregate` with one delta's clipped share taken out: the mean of the others.
+
+    Computed per parameter when read, as (n·mean − scale·delta) / (n − 1) from the whole mean and that one
+    delta, so each of n deltas is compared with the others' average after n decodes, not n·(n − 1). The
+    clip scales stay those of all n deltas (the median norm is the round's, not recomputed without one).
+    """
+
+    def __init__(self, mean: Mapping[str, torch.Tensor], average: ClippedAverage, index: int):
+        if average.senders or len(average.deltas) < 2:
+            raise ValueError("a delta can be left out of the plain average of two or more deltas only")
+        self.mean, self.n = mean, len(average.deltas)
+        self.delta, self.scale = average.deltas[index], average.scales[index]
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        return (self.mean[name] * self.n - self.delta[name] * self.scale) / (self.n - 1)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.mean)
+
+    def __len__(self) -> int:
+        return len(self.mean)
+
+
 class OuterOptimizer:
     """Nesterov SGD over the model's parameters, fed the averaged pseudo-gradient one parameter at a time.
 
