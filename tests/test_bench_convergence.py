@@ -239,6 +239,10 @@ def test_set_overrides_the_base_and_every_run_after_its_own_settings():
         RecipeError, match="--set inner.steps: the benchmark sets it for each run; use --codec"
     ):
         _plan("--set", "inner.steps=6")
+    with pytest.raises(
+        RecipeError, match=r"not in the plan: \['recomended'\]; the plan has: ddp, .*recommended"
+    ):
+        _plan("--only", "recomended")
 
 
 def test_bench_rounds_seed_lists():

@@ -155,7 +155,8 @@ def plan_from_args(args: argparse.Namespace) -> tuple[Recipe, Scale, list[BenchR
         only = args.only.split(",")
         unknown = sorted(set(only) - {run.name for run in runs})
         if unknown:
-            raise RecipeError(f"--only names runs not in the plan: {unknown}")
+            planned = ", ".join(run.name for run in runs)
+            raise RecipeError(f"--only names runs not in the plan: {unknown}; the plan has: {planned}")
         runs = [run for run in runs if run.name in only]
     return base, scale, runs, settings
 
