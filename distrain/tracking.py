@@ -10,7 +10,8 @@ file holds and nothing is measured twice:
              bytes_received, averaged, resynced, rejected/<reason>                    (both roles)
              exchange_seconds/<part> (follow, gather, outer, checkpoint, fingerprint)  (miners)
              gather_seconds                                                           (validators)
-    val/*    loss, submissions, rejected/<reason>, gain/<hotkey>, score/<hotkey>      (validators)
+    val/*    loss, submissions, rejected/<reason>, gain/<hotkey>, score/<hotkey>,
+             evaluate_seconds (the losses behind scores and the proof of work)      (validators)
     chain/*  round, block, weights_set, weight/<hotkey>, incentive/<hotkey>         (validators)
 
 The step of a metric is `round + 1`: the number of outer steps behind the θ it describes, so the
@@ -106,6 +107,7 @@ METRICS: dict[str, Callable[[Any], dict[str, float]]] = {
     "averaged": _scalar("comm/averaged"),
     # validators
     "val_loss": _scalar("val/loss"),
+    "evaluate_seconds": _scalar("val/evaluate_seconds"),
     "submissions": _submissions,
     "scores": _per_key("val/score"),
     "weights": _weights,

@@ -101,7 +101,8 @@ class Validator(Node):
         members = set(self.members or ()) if self.cfg.aggregation_sets else None
         averaged = self.outer_step(base, submissions, members)
         self.flag_copies(submissions, first_seen)
-        results = self.evaluate(round_, base, submissions)
+        with watch("evaluate"):
+            results = self.evaluate(round_, base, submissions)
         gains = _shares({hotkey: result["score_gain"] for hotkey, result in results.items()})
         skipped = {s.hotkey for s in submissions if s.reason is None and s.hotkey not in results}
         self.scores.update(gains, registered=metagraph.hotkeys, skipped=skipped)
@@ -133,6 +134,7 @@ class Validator(Node):
                 "weights": weights,
                 **self.traffic(),
                 "gather_seconds": watch.seconds["gather"],
+                "evaluate_seconds": watch.seconds["evaluate"],
                 "block": metagraph.block,
                 "incentive": {h: i for h, i in zip(metagraph.hotkeys, metagraph.incentive) if i > 0},
                 "fingerprint": fp,

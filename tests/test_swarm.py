@@ -104,6 +104,11 @@ def test_progress_is_printed_per_round(swarm_run):
     ]
 
 
+def test_the_validator_records_the_time_of_gathering_and_evaluating(swarm_run):
+    rounds = [e for e in events(swarm_run[0], "validator-0") if not e.get("initial")]
+    assert rounds and all(e["gather_seconds"] >= 0 and e["evaluate_seconds"] > 0 for e in rounds), rounds
+
+
 # -- the two-process miner ---------------------------------------------------------------------------
 
 

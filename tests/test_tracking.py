@@ -59,6 +59,7 @@ VALIDATOR_ROUND = {
     "bytes_sent": 10,
     "bytes_received": 20,
     "gather_seconds": 1.5,
+    "evaluate_seconds": 3.25,
     "block": 1234,
     "incentive": {"hk-a": 0.5},
     "fingerprint": [0.3],
@@ -82,6 +83,7 @@ def test_validator_record_becomes_namespaced_metrics():
         "comm/bytes_sent": 10,
         "comm/bytes_received": 20,
         "comm/gather_seconds": 1.5,
+        "val/evaluate_seconds": 3.25,
         "chain/block": 1234,
         "chain/incentive/hk-a": 0.5,
     }
