@@ -170,8 +170,9 @@ class ValidatorConfig:
     """Pages of a miner's own assignment (and as many random training pages) for the proof-of-work check."""
     assignment_margin: float = 0.03
     """A miner must improve its own pages by this much more than random pages (nats), beyond what the
-    other sampled miners' average delta does for those pages, or the round scores 0. With a sparse codec (`topk`,
-    `templar`, `dct-sign`, `lowrank`) use 0.007: its payloads carry less of what is specific to the pages."""
+    other sampled miners' average delta does for those pages, or the round scores 0. With a sparse codec
+    (`topk`, `templar`, `dct-sign`, `lowrank`) use 0.007: its payloads carry less of what is specific to
+    the pages."""
     copy_similarity: float = 0.95
     """Cosine similarity from which a submission counts as a copy (of this round) or a replay (of the last)."""
     max_evaluations: int = 32

@@ -78,8 +78,8 @@ SPARSE_ASSIGNMENT_MARGIN = 0.007
 A sparse payload carries little of what is specific to the miner's pages. In two 8-round swarms with
 `topk`, 4 honest miners and a `wrongdata` one, an honest margin (own-page gain minus random-page
 gain, less the page bias of the round's average delta, its own then in it) was 0.011-0.014 nats,
-where fp16 payloads gave 0.07-0.09; with 0.007, 7 of 64 honest submissions were flagged and 1 of 16 of the
-cheater's passed (README, Performance)."""
+where fp16 payloads gave 0.07-0.09; with 0.007, 7 of 64 honest submissions were flagged and 1 of 16
+of the cheater's passed (README, Performance)."""
 
 
 SPARSE_MAX_ERROR_DECAY = 0.85
