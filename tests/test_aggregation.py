@@ -103,7 +103,7 @@ import json, re, sys, torch
 from distrain.compression import decode_payload, encode_payload
 from distrain.config import OuterConfig
 from distrain.training import OuterOptimizer, aggregate
-from distrain.training.outer import LeftOut, snapshot
+from distrain.training.outer import snapshot
 
 def kib(key):
     return 1024 * int(re.search(key + r":\s+(\d+) kB", open("/proc/self/status").read()).group(1))

@@ -73,8 +73,9 @@ class LeftOut(Mapping[str, torch.Tensor]):
     """The plain average of `aggregate` with one delta's clipped share taken out: the mean of the others.
 
     Computed per parameter when read, as (n·mean − scale·delta) / (n − 1) from the whole mean and that one
-    delta, so each of n deltas is compared with the others' average after n decodes, not n·(n − 1). The
-    clip scales stay those of all n deltas (the median norm is the round's, not recomputed without one).
+    delta (decoded again on each read), so comparing each of n deltas with the others' average never
+    decodes the others again. The clip scales stay those of all n deltas: the median norm is the round's,
+    not recomputed without one. `mean` must be `average` read whole.
     """
 
     def __init__(self, mean: Mapping[str, torch.Tensor], average: ClippedAverage, index: int):
