@@ -183,12 +183,12 @@ def exchange_seconds(
 
 def validator_pages(recipe: Recipe, miners: int) -> int:
     """Pages whose loss the validator computes each round: its validation pages, the round's held-out
-    pages and its random pages; per submission its own pages before and after the delta, its own and
-    the random pages after the others' average delta, and the held-out and random pages after the
-    delta (`Validator.evaluate`)."""
+    pages, and its random pages before and after the round's average delta; per submission its own
+    pages before and after the delta and after the others' average, and the held-out and random pages
+    after the delta (`Validator.evaluate`)."""
     v = recipe.validator
-    per_submission = v.eval_pages + 5 * v.assignment_pages
-    return v.val_pages + v.eval_pages + v.assignment_pages + miners * per_submission
+    per_submission = v.eval_pages + 4 * v.assignment_pages
+    return v.val_pages + v.eval_pages + 2 * v.assignment_pages + miners * per_submission
 
 
 def round_seconds(inner_steps: int, calibration: Calibration, codec: str, miners: int, pages: int) -> float:
