@@ -1,6 +1,7 @@
 """`distrain bench convergence`: the plan of runs, the targets, and a small real run end to end."""
 
 import argparse
+import dataclasses
 import json
 import subprocess
 import sys
@@ -19,7 +20,7 @@ from distrain.bench.convergence import (
 )
 from distrain.bench.plan import SCALES, Scale, add_plan_arguments, plan_from_args, plan_runs
 from distrain.bench.rounds import seed_list
-from distrain.compression import CODECS, RECOMMENDED, SPARSE_OUTER_LR
+from distrain.compression import CODECS, PRESET_INNER_STEPS, RECOMMENDED, SPARSE_OUTER_LR
 from distrain.config import RecipeError, derive_recipe, load_recipe
 
 FIELDS = {"name", "inner_steps", "codec", "final_loss", "bytes_per_miner", "wall_s", "compute_utilisation"}
@@ -55,6 +56,20 @@ def test_every_scale_plans_every_run_at_the_recipes_h(scale):
 def test_an_h_that_does_not_divide_the_steps_is_refused():
     with pytest.raises(RecipeError, match="diloco-h7"):
         plan_runs(Scale(miners=2, steps=24, diloco_steps=(7,)), codec_steps=24, codecs=["fp32"])
+
+
+def test_a_preset_runs_at_the_h_it_was_measured_at_unless_codec_steps_says_otherwise():
+    (preset, steps), *_ = PRESET_INNER_STEPS.items()
+    by_name = {run.name: run for run in _plan()[2]}
+    assert by_name[preset].inner_steps == steps != 24 and by_name["recommended"].inner_steps == 24
+    assert {run.inner_steps for run in _plan("--codec-steps", "12", "--only", preset)[2]} == {12}
+    # Only the runs asked for must divide the steps: 24 steps leave no room for H = 16.
+    assert [run.name for run in _plan("--steps", "24", "--only", "ddp,recommended")[2]] == [
+        "ddp",
+        "recommended",
+    ]
+    with pytest.raises(RecipeError, match=f"{preset}: H={steps} does not divide --steps 24"):
+        _plan("--steps", "24", "--diloco-steps", "12,24")
 
 
 def test_rounds_leave_the_validator_time_to_keep_up():
@@ -110,6 +125,16 @@ def test_targets_compare_the_runs_they_name():
     assert not checks["recommended within 3% of ddp"]["met"]  # 3.5% above ddp
     assert checks["recommended sends >= 10,000x fewer bytes than ddp"]["fewer_bytes"] == 20_000
     assert all(c["equal_tokens"] for c in checks.values())
+    # A preset with an H of its own was chosen for the ddp target, and is checked against it too.
+    (preset, steps), *_ = PRESET_INNER_STEPS.items()
+    sign = dataclasses.replace(_result(preset, 2.05, 8e4), codec=preset, inner_steps=steps)
+    checks = {c["target"]: c for c in target_checks([*results, sign], codec_steps=24)}
+    assert (
+        checks[f"{preset} within 3% of ddp"]["met"]
+        and checks[f"{preset} within 3% of ddp"]["loss_gap"] == 0.025
+    )
+    assert checks[f"{preset} sends >= 10,000x fewer bytes than ddp"]["met"]
+    assert "templar sends >= 10,000x fewer bytes than ddp" not in checks
 
 
 def test_targets_say_when_deadlines_left_the_runs_unequal():

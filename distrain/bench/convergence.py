@@ -41,7 +41,7 @@ import torch
 import torch.nn as nn
 
 from distrain.bench.plan import KEY_SEED, BenchRun, Scale, add_plan_arguments, plan_from_args
-from distrain.compression import ErrorFeedback, decode_payload
+from distrain.compression import PRESET_INNER_STEPS, ErrorFeedback, decode_payload
 from distrain.config import Recipe, derive_recipe
 from distrain.data import PageBook, load_corpus
 from distrain.logs import text_table
@@ -293,7 +293,9 @@ def target_checks(results: list[RunResult], codec_steps: int) -> list[dict]:
     if recommended and templar:
         check("recommended no worse than templar", recommended.final_loss <= templar.final_loss, [recommended, templar],
               recommended=recommended.final_loss, templar=templar.final_loss)  # fmt: skip
-    for run in (r for r in results if r.name.startswith("recommended") and ddp):
+    # The ddp target, for the recommended preset and for those with an H of their own, chosen for it.
+    contenders = [r for r in results if r.name.startswith("recommended") or r.codec in PRESET_INNER_STEPS]
+    for run in contenders if ddp else []:
         gap, fewer = run.final_loss / ddp.final_loss - 1, ddp.bytes_per_miner / run.bytes_per_miner
         check(f"{run.name} within 3% of ddp", gap <= 0.03, [run, ddp], loss_gap=gap)
         check(

@@ -10,10 +10,12 @@ only in how often miners exchange (H, inner steps per round) and how:
     diloco-h{H}      H inner steps, fp32, the recipe's Nesterov outer step (uncompressed DiLoCo)
     diloco-h{H}-avg  the same at the recipe's H with plain averaging, which does better in short runs:
                      the codecs are held to the better of the two
-    {codec}          DiLoCo at the recipe's H with each compression preset; the recommended one is
-                     named `recommended`, and `recommended-h{H}` runs it at the largest H as well.
-                     Sparse presets run with the outer step they are meant for (plain SGD at
-                     `SPARSE_OUTER_LR`: their error feedback stands in for outer momentum)
+    {codec}          DiLoCo at the recipe's H with each compression preset, or at the H the preset
+                     was measured at (`PRESET_INNER_STEPS`: topk-sign's 16) unless --codec-steps sets
+                     one for all; the recommended one is named `recommended`, and `recommended-h{H}`
+                     runs it at the largest H as well. Sparse presets run with the outer step they are
+                     meant for (plain SGD at `SPARSE_OUTER_LR`: their error feedback stands in for
+                     outer momentum)
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import argparse
 import dataclasses
 from dataclasses import dataclass, field
 
-from distrain.compression import CODECS, RECOMMENDED, outer_overrides
+from distrain.compression import CODECS, PRESET_INNER_STEPS, RECOMMENDED, outer_overrides
 from distrain.config import Recipe, RecipeError, derive_recipe, load_recipe
 from distrain.keys import seeded_hotkey_address
 
@@ -89,19 +91,33 @@ class BenchRun:
     """Recipe overrides of this run (its outer step)."""
 
 
-def plan_runs(scale: Scale, codec_steps: int, codecs: list[str]) -> list[BenchRun]:
-    """ddp, uncompressed DiLoCo at each H (and with plain averaging at the codecs' H), each codec at the
-    recipe's H, the recommended one at the largest."""
+def plan_runs(
+    scale: Scale,
+    codec_steps: int,
+    codecs: list[str],
+    preset_steps: bool = True,
+    only: list[str] | None = None,
+) -> list[BenchRun]:
+    """ddp, uncompressed DiLoCo at each H (and with plain averaging at the codecs' H), each codec at
+    `codec_steps` (at its own H instead with `preset_steps`, where it has one), the recommended one at
+    the largest H too; of these, the runs named in `only` if it is given."""
     runs = [BenchRun("ddp", 1, UNCOMPRESSED, PLAIN_AVERAGING)]
     runs += [BenchRun(f"diloco-h{h}", h, UNCOMPRESSED) for h in sorted({*scale.diloco_steps, codec_steps})]
     runs.append(BenchRun(f"diloco-h{codec_steps}-avg", codec_steps, UNCOMPRESSED, PLAIN_AVERAGING))
     for codec in codecs:
         if codec != UNCOMPRESSED:
             name = "recommended" if codec == RECOMMENDED else codec
-            runs.append(BenchRun(name, codec_steps, codec, outer_overrides(codec)))
+            steps = PRESET_INNER_STEPS.get(codec, codec_steps) if preset_steps else codec_steps
+            runs.append(BenchRun(name, steps, codec, outer_overrides(codec)))
     if RECOMMENDED in codecs and max(scale.diloco_steps) > codec_steps:
         longest = max(scale.diloco_steps)
         runs.append(BenchRun(f"recommended-h{longest}", longest, RECOMMENDED, outer_overrides(RECOMMENDED)))
+    if only is not None:
+        unknown = sorted(set(only) - {run.name for run in runs})
+        if unknown:
+            planned = ", ".join(run.name for run in runs)
+            raise RecipeError(f"--only names runs not in the plan: {unknown}; the plan has: {planned}")
+        runs = [run for run in runs if run.name in only]
     for run in runs:
         if scale.steps % run.inner_steps:
             raise RecipeError(f"{run.name}: H={run.inner_steps} does not divide --steps {scale.steps}")
@@ -147,17 +163,11 @@ def plan_from_args(args: argparse.Namespace) -> tuple[Recipe, Scale, list[BenchR
     base = derive_recipe(load_recipe(args.recipe, scale.recipe_overrides), settings)
     if args.codec_steps:
         base = derive_recipe(base, {"inner.steps": args.codec_steps})
+    only = args.only.split(",") if args.only else None
     runs = [
         dataclasses.replace(run, overrides={**run.overrides, **settings})
-        for run in plan_runs(scale, base.inner.steps, codecs)
+        for run in plan_runs(scale, base.inner.steps, codecs, preset_steps=not args.codec_steps, only=only)
     ]
-    if args.only:
-        only = args.only.split(",")
-        unknown = sorted(set(only) - {run.name for run in runs})
-        if unknown:
-            planned = ", ".join(run.name for run in runs)
-            raise RecipeError(f"--only names runs not in the plan: {unknown}; the plan has: {planned}")
-        runs = [run for run in runs if run.name in only]
     return base, scale, runs, settings
 
 
@@ -172,7 +182,7 @@ def add_plan_arguments(parser: argparse.ArgumentParser) -> None:
         "--codec-steps",
         type=int,
         default=None,
-        help="H of the codec runs (default: the recipe's inner.steps)",
+        help="H of every codec run (default: the recipe's inner.steps, or the H a preset was measured at)",
     )
     parser.add_argument("--only", default=None, help="comma-separated run names to run (default: all)")
     parser.add_argument("--codecs", default=None, help="comma-separated codecs (default: every preset)")

@@ -4,6 +4,7 @@ from distrain.compression.base import Codec
 from distrain.compression.blockwise import BlockwiseInt8
 from distrain.compression.codecs import (
     CODECS,
+    PRESET_INNER_STEPS,
     RECOMMENDED,
     SPARSE_ASSIGNMENT_MARGIN,
     SPARSE_OUTER_LR,
@@ -24,6 +25,7 @@ from distrain.compression.topk import ChunkedTopK
 
 __all__ = [
     "CODECS",
+    "PRESET_INNER_STEPS",
     "RECOMMENDED",
     "SPARSE_ASSIGNMENT_MARGIN",
     "SPARSE_OUTER_LR",

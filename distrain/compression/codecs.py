@@ -30,6 +30,9 @@ PRESETS: list[Codec] = [
     # 16 of each 1024 2-D DCT coefficients (32×32 chunks, 1.56%), a sign each and one magnitude per
     # tensor: ~0.14 bits. Best on the tiny default model, worse than topk at 25M parameters (see README).
     ChunkedTopK("dct-sign", chunk=1024, k=16, value_bits=1, index_coding="rice", dct=True),
+    # For the fewest bytes: 19 of each 4096 values (0.46%), a sign each, one magnitude per tensor, Rice-coded
+    # indices: ~0.049 bits, at H = 16 (`PRESET_INNER_STEPS`) over 10,000x fewer bytes than per-step fp32.
+    ChunkedTopK("topk-sign", chunk=4096, k=19, value_bits=1, index_coding="rice"),
     # Rank-r int8 factors of every matrix, r from a budget of 0.1 bits/value; vectors as int8.
     LowRank("lowrank", bits_per_value=0.1),
 ]
@@ -43,6 +46,7 @@ SPARSE_OUTER_LR: dict[str, float] = {
     "templar": 3.0,
     "topk": 3.0,
     "dct-sign": 3.0,
+    "topk-sign": 6.0,
     "lowrank": 1.0,
 }
 """The outer learning rate of each sparse preset, with plain SGD as the outer step (as SparseLoCo does).
@@ -54,7 +58,16 @@ default), so a step of several times the average pays. `distrain bench rounds --
 outer.lr=L` on the default model (error decay 0.95): topk ends at 2.93 (lr 1), 2.53 (lr 2), 2.49 (lr 3),
 and 2.80 with DiLoCo's Nesterov step (lr 0.7, momentum 0.9); with 25M parameters and 4 miners on a GPU,
 lr 3 and 4 ended within 0.5% of each other. Low-rank factors re-send the dominant directions every round
-and overshoot at any lr above 1 (2.95 at lr 1, 3.85 at lr 2).
+and overshoot at any lr above 1 (2.95 at lr 1, 3.85 at lr 2). topk-sign, at its H of 16 with 3.2M
+parameters (`--scale mid`, mean of seeds 0-2): 2.329, 2.258, 2.240, 2.218, 2.239 at lr 3, 4, 5, 6, 8.
+"""
+
+PRESET_INNER_STEPS: dict[str, int] = {"topk-sign": 16}
+"""The H (`inner.steps`) a preset was measured at, where it is not the recipe's 24.
+
+A sign and ~0.5% of the values leave so little of each round's delta that the run needs more rounds:
+with 3.2M parameters (`bench rounds --scale mid`, mean of seeds 0-2, lr 6) topk-sign ended at 2.218 at
+H = 16 and 2.358 at H = 24; on the default model 2.433 and 2.673.
 """
 
 
@@ -102,6 +115,12 @@ def recipe_advice(recipe: Recipe) -> list[str]:
         advice.append(
             f"codec {codec} is sparse: validator.assignment_margin {recipe.validator.assignment_margin} "
             f"flags most honest miners as wrong_data; measured: {SPARSE_ASSIGNMENT_MARGIN}"
+        )
+    steps = PRESET_INNER_STEPS.get(codec, recipe.inner.steps)
+    if recipe.inner.steps != steps:
+        advice.append(
+            f"codec {codec} was measured at inner.steps {steps}: at 24 it ended 6% (3.2M parameters) and 10% "
+            f"(the default model) higher (README, Performance); measured best: --inner.steps {steps}"
         )
     if recipe.compression.error_decay > SPARSE_MAX_ERROR_DECAY:
         advice.append(

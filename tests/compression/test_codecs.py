@@ -9,6 +9,7 @@ import torch
 
 from distrain.compression import (
     CODECS,
+    PRESET_INNER_STEPS,
     RECOMMENDED,
     SPARSE_ASSIGNMENT_MARGIN,
     BlockwiseInt8,
@@ -212,6 +213,12 @@ def test_recipe_advice_names_the_measured_settings_of_sparse_codecs():
         and str(SPARSE_ASSIGNMENT_MARGIN) in advice[1]
     )
     assert "error_decay 0.95 ended 7% above the default 0.7" in advice[2]
+    # A preset measured at its own H says so where the recipe's differs.
+    (preset, steps), *_ = PRESET_INNER_STEPS.items()
+    advice = recipe_advice(load_recipe(None, ["--compression.codec", preset]))
+    assert sum(f"measured best: --inner.steps {steps}" in line for line in advice) == 1
+    at_its_h = recipe_advice(load_recipe(None, ["--compression.codec", preset, "--inner.steps", str(steps)]))
+    assert len(at_its_h) == len(advice) - 1 and not any("inner.steps" in line for line in at_its_h)
     # The shipped recipes follow their own advice.
     for path in Path(__file__).parents[2].glob("recipes/*/*.yaml"):
         if path.parent.name != "accelerate_configs":
