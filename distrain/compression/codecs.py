@@ -59,7 +59,9 @@ outer.lr=L` on the default model (error decay 0.95): topk ends at 2.93 (lr 1), 2
 and 2.80 with DiLoCo's Nesterov step (lr 0.7, momentum 0.9); with 25M parameters and 4 miners on a GPU,
 lr 3 and 4 ended within 0.5% of each other. Low-rank factors re-send the dominant directions every round
 and overshoot at any lr above 1 (2.95 at lr 1, 3.85 at lr 2). topk-sign, at its H of 16 with 3.2M
-parameters (`--scale mid`, mean of seeds 0-2): 2.329, 2.258, 2.240, 2.218, 2.239 at lr 3, 4, 5, 6, 8.
+parameters (`--scale mid`, mean of seeds 0-2): 2.240, 2.218, 2.239 at lr 5, 6, 8 (with 20 values a chunk,
+2.329, 2.258, 2.233 at lr 3, 4, 5); on the default model 2.489, 2.433, 2.400 at lr 5, 6, 8. The preset
+takes lr 6, the best at 3.2M: the default model wants larger steps than larger models do (above).
 """
 
 PRESET_INNER_STEPS: dict[str, int] = {"topk-sign": 16}
