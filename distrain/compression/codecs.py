@@ -121,8 +121,8 @@ def recipe_advice(recipe: Recipe) -> list[str]:
     steps = PRESET_INNER_STEPS.get(codec, recipe.inner.steps)
     if recipe.inner.steps != steps:
         advice.append(
-            f"codec {codec} was measured at inner.steps {steps}: at 24 it ended 6% (3.2M parameters) and 10% "
-            f"(the default model) higher (README, Performance); measured best: --inner.steps {steps}"
+            f"codec {codec} was measured at inner.steps {steps}, and ended higher at the recipes' 24 "
+            f"(`PRESET_INNER_STEPS`, README, Performance); measured best: --inner.steps {steps}"
         )
     if recipe.compression.error_decay > SPARSE_MAX_ERROR_DECAY:
         advice.append(
