@@ -30,10 +30,12 @@ PRESETS: list[Codec] = [
     # 16 of each 1024 2-D DCT coefficients (32×32 chunks, 1.56%), a sign each and one magnitude per
     # tensor: ~0.14 bits. Best on the tiny default model, worse than topk at 25M parameters (see README).
     ChunkedTopK("dct-sign", chunk=1024, k=16, value_bits=1, index_coding="rice", dct=True),
-    # For the fewest bytes: 19 of each 4096 values (0.46%), a sign each, one magnitude per tensor, Rice-coded
-    # indices: ~0.049 bits. At H = 16 (`PRESET_INNER_STEPS`) with 3.2M parameters it ended 1.1% below
-    # per-step fp32 averaging with 10,374x fewer bytes, but the proof of work cannot judge it (below).
-    ChunkedTopK("topk-sign", chunk=4096, k=19, value_bits=1, index_coding="rice"),
+    # For the fewest bytes: 4 of each 1024 values (0.39%), a sign each, one magnitude per tensor, Rice-coded
+    # indices: ~0.043 bits. Small chunks spread the few values evenly: with 3.2M parameters at H = 16
+    # (`PRESET_INNER_STEPS`), 19 of 4096 ended at 2.218 with 0.049 bits, 9 of 2048 at 2.196 with 0.047,
+    # 4 of 1024 at 2.194, 2.3% below per-step fp32 averaging with about 12,000x fewer bytes (mean of
+    # seeds 0-2, README). The proof of work cannot judge it (`BEYOND_PROOF_OF_WORK`).
+    ChunkedTopK("topk-sign", chunk=1024, k=4, value_bits=1, index_coding="rice"),
     # Rank-r int8 factors of every matrix, r from a budget of 0.1 bits/value; vectors as int8.
     LowRank("lowrank", bits_per_value=0.1),
 ]
@@ -59,18 +61,18 @@ default), so a step of several times the average pays. `distrain bench rounds --
 outer.lr=L` on the default model (error decay 0.95): topk ends at 2.93 (lr 1), 2.53 (lr 2), 2.49 (lr 3),
 and 2.80 with DiLoCo's Nesterov step (lr 0.7, momentum 0.9); with 25M parameters and 4 miners on a GPU,
 lr 3 and 4 ended within 0.5% of each other. Low-rank factors re-send the dominant directions every round
-and overshoot at any lr above 1 (2.95 at lr 1, 3.85 at lr 2). topk-sign, at its H of 16 with 3.2M
-parameters (`--scale mid`, mean of seeds 0-2): 2.240, 2.218, 2.239 at lr 5, 6, 8 (with 20 values a chunk,
-2.329, 2.258, 2.233 at lr 3, 4, 5); on the default model 2.489, 2.433, 2.400 at lr 5, 6, 8. The preset
-takes lr 6, the best at 3.2M: the default model wants larger steps than larger models do (above).
+and overshoot at any lr above 1 (2.95 at lr 1, 3.85 at lr 2). topk-sign's lr was chosen with 19 values of
+each 4096, at its H of 16 with 3.2M parameters (`--scale mid`, mean of seeds 0-2): 2.240, 2.218, 2.239 at
+lr 5, 6, 8 (with 20 values, 2.329, 2.258, 2.233 at lr 3, 4, 5); on the default model 2.489, 2.433, 2.400 at
+lr 5, 6, 8. It takes lr 6, the best at 3.2M: the default model wants larger steps than larger models do.
 """
 
 PRESET_INNER_STEPS: dict[str, int] = {"topk-sign": 16}
 """The H (`inner.steps`) a preset was measured at, where it is not the recipe's 24.
 
 A sign and ~0.5% of the values leave so little of each round's delta that the run needs more rounds:
-with 3.2M parameters (`bench rounds --scale mid`, mean of seeds 0-2, lr 6) topk-sign ended at 2.218 at
-H = 16 and 2.358 at H = 24; on the default model 2.433 and 2.673.
+with 3.2M parameters (`bench rounds --scale mid`, mean of seeds 0-2, lr 6) 19 values of each 4096, a sign
+each, ended at 2.218 at H = 16 and 2.358 at H = 24; on the default model 2.433 and 2.673.
 """
 
 
@@ -107,10 +109,10 @@ BEYOND_PROOF_OF_WORK = frozenset({"topk-sign"})
 """Presets whose payloads carry too little of a miner's pages for the proof of work to judge.
 
 In two 8-round swarms of topk-sign at its H and lr, 4 honest miners and a `wrongdata` one (README,
-Performance), the margins were 0.006 ± 0.005 nats for honest rounds and 0.001 ± 0.006 for the cheater's:
-at the sparse bar of 0.007, 45 of 64 honest rounds were flagged and 2 of 16 of the cheater's passed
-(it ended with 51% of the weight in one run); no bar flagged under a fifth of the honest rounds while
-passing under a third of the cheater's. They suit miners who trust each other, not a permissionless
+Performance), the margins were 0.005 ± 0.003 nats for honest rounds and 0.001 ± 0.004 for the cheater's:
+at the sparse bar of 0.007, 47 of 64 honest rounds were flagged and 2 of 16 of the cheater's passed
+(it ended with 26% of the weight in one run); no bar flagged under a fifth of the honest rounds while
+passing under half of the cheater's. They suit miners who trust each other, not a permissionless
 subnet."""
 
 
