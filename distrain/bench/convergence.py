@@ -293,9 +293,10 @@ def target_checks(results: list[RunResult], codec_steps: int) -> list[dict]:
     if recommended and templar:
         check("recommended no worse than templar", recommended.final_loss <= templar.final_loss, [recommended, templar],
               recommended=recommended.final_loss, templar=templar.final_loss)  # fmt: skip
+    if not ddp:
+        return checks
     # The ddp target, for the recommended preset and for those with an H of their own, chosen for it.
-    contenders = [r for r in results if r.name.startswith("recommended") or r.codec in PRESET_INNER_STEPS]
-    for run in contenders if ddp else []:
+    for run in (r for r in results if r.name.startswith("recommended") or r.codec in PRESET_INNER_STEPS):
         gap, fewer = run.final_loss / ddp.final_loss - 1, ddp.bytes_per_miner / run.bytes_per_miner
         check(f"{run.name} within 3% of ddp", gap <= 0.03, [run, ddp], loss_gap=gap)
         check(
