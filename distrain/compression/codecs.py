@@ -135,8 +135,9 @@ def recipe_advice(recipe: Recipe) -> list[str]:
     steps = PRESET_INNER_STEPS.get(codec, recipe.inner.steps)
     if recipe.inner.steps != steps:
         advice.append(
-            f"codec {codec} was measured at inner.steps {steps}, not this recipe's {recipe.inner.steps}; at 24 "
-            f"it ended higher (`PRESET_INNER_STEPS`, README, Performance); measured best: --inner.steps {steps}"
+            f"codec {codec} was measured at inner.steps {steps}, not this recipe's {recipe.inner.steps}; "
+            f"at 24 it ended higher (`PRESET_INNER_STEPS`, README, Performance); "
+            f"measured best: --inner.steps {steps}"
         )
     if codec in BEYOND_PROOF_OF_WORK:
         advice.append(
