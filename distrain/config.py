@@ -443,7 +443,8 @@ def explain() -> str:
 
 
 def _field_docs(cls) -> dict[str, str]:
-    """Attribute docstrings (the string literal after each field) read from the class source."""
+    """Attribute docstrings (the string literal after each field) read from the class source, each on one
+    line: the source's line breaks and indentation are not part of the text."""
     tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
     body = tree.body[0].body  # type: ignore[attr-defined]
     docs = {}
@@ -454,5 +455,5 @@ def _field_docs(cls) -> dict[str, str]:
             and isinstance(following, ast.Expr)
             and isinstance(following.value, ast.Constant)
         ):
-            docs[node.target.id] = following.value.value
+            docs[node.target.id] = " ".join(following.value.value.split())  # one line, single spaces
     return docs

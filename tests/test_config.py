@@ -83,3 +83,6 @@ def test_explain_documents_every_field():
     ):
         assert f"{section}:" in text
     assert "steps: 24" in text and "Inner steps per round" in text
+    # A docstring's line breaks and indentation in the source do not reach the wrapped comments.
+    comments = [line.split("# ", 1)[1] for line in text.splitlines() if line.startswith("    # ")]
+    assert comments and not any("  " in comment for comment in comments)
