@@ -50,10 +50,9 @@ def test_honest_miners_earn_and_cheats_do_not(attacked):
 
 def test_training_on_other_pages_passes_few_rounds(attacked):
     """With the page bias of an average delta taken off the margin, `wrongdata` passed 1 of 8 and 3 of 8
-    rounds in two runs of this swarm, where 2 of 64 honest rounds were flagged (with the judged miner's
-    own delta still in that average; leaving it out of both sides of the margin passed 4 of 16 rounds
-    where it had 3 of 16 in two default-recipe swarms of 4 miners and `wrongdata`, and the release's
-    rule, the whole mean on the random pages, passed 3 of 7 in one run of this swarm: README)."""
+    rounds in two runs of this swarm at the former bar of 0.03. In five default-recipe swarms of 4 miners
+    and `wrongdata` it passed 10 of 40 rounds at 0.03 and 5 of 40 at today's 0.04: at 1 in 8 a round,
+    4 or more passes of 8 happen about once in 90 runs, at 1 in 4 once in 9 (README, scoring)."""
     out, summary = attacked
     (cheater,) = [m["hotkey"] for m in summary["miners"] if m["role"] == "wrongdata"]
     audit = read_audit(audit_path(out / "validator-0"))

@@ -22,7 +22,7 @@ from distrain.compression import (
 from distrain.compression.bitpack import pack
 from distrain.compression.dct import dct_chunks, inverse_sparse
 from distrain.compression.topk import INDEX_CODINGS, ChunkLayout
-from distrain.config import RecipeError, load_recipe
+from distrain.config import RecipeError, ValidatorConfig, load_recipe
 from distrain.models import build_model
 
 SHAPES = [(4096 * 2 + 100,), (300, 70), (128,), (1,)]  # whole chunks + tail, 2-D, 1-D below one chunk
@@ -209,7 +209,7 @@ def test_recipe_advice_names_the_measured_settings_of_sparse_codecs():
     assert len(advice) == 3
     assert "--outer.lr 3.0 --outer.momentum 0.0 --outer.nesterov false" in advice[0]
     assert (
-        "assignment_margin 0.03 flags most honest miners" in advice[1]
+        f"assignment_margin {ValidatorConfig.assignment_margin} flags most honest miners" in advice[1]
         and str(SPARSE_ASSIGNMENT_MARGIN) in advice[1]
     )
     assert "error_decay 0.95 ended 7% above the default 0.7" in advice[2]
