@@ -113,7 +113,9 @@ Performance), the margins were 0.005 Â± 0.003 nats for honest rounds and 0.001 Â
 at the sparse bar of 0.007, 47 of 64 honest rounds were flagged and 2 of 16 of the cheater's passed
 (it ended with 26% of the weight in one run); no bar flagged under a fifth of the honest rounds while
 passing under half of the cheater's. They suit miners who trust each other, not a permissionless
-subnet."""
+subnet. Own pages from earlier rounds too, a margin averaged over rounds, a rank statistic over pages
+and less error feedback did not separate them either; 4 pages a round instead of 16 did, at 14% more
+loss with 3.2M parameters (README, Performance)."""
 
 
 def recipe_advice(recipe: Recipe) -> list[str]:
