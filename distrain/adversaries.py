@@ -159,7 +159,7 @@ class Copycat(Behaviour):
                     continue
                 try:
                     data = miner.peer.fetch(record["peer_id"], record["sha256"], record["size"], timeout=5)
-                    _, delta = decode_payload(data, miner.shapes)
+                    _, delta = decode_payload(data, miner.shapes, miner.recipe.compression.codec)
                 except (FetchError, PayloadError):
                     continue
                 if check_delta(delta):  # nothing worth stealing

@@ -291,7 +291,7 @@ class Node:
             data = self.peer.fetch(
                 body["peer_id"], body["sha256"], max_bytes=body["size"], timeout=self.fetch_timeout
             )
-            meta, delta = decode_payload(data, self.shapes)
+            meta, delta = decode_payload(data, self.shapes, self.recipe.compression.codec)
         except (FetchError, PayloadError) as error:
             submission.reason = error.reason
             return submission

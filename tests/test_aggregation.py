@@ -26,7 +26,7 @@ def _submissions(count: int, codec: str, seed: int = 0) -> list:
         )
         for i in range(count)
     ]
-    return [decode_payload(payload, SHAPES)[1] for payload in payloads]
+    return [decode_payload(payload, SHAPES, codec)[1] for payload in payloads]
 
 
 @pytest.mark.parametrize("codec", ["topk", "int8", "fp16"])
@@ -113,7 +113,7 @@ params, numel, submissions = 32, 1 << 19, 8  # 32 tensors of 2 MiB: a 64 MiB mod
 model = torch.nn.ParameterDict({f"p{i}": torch.nn.Parameter(torch.zeros(numel)) for i in range(params)})
 shapes = {name: p.shape for name, p in model.named_parameters()}
 payloads = [encode_payload({n: torch.randn(s) for n, s in shapes.items()}, "topk", {}) for _ in range(submissions)]
-deltas = [decode_payload(p, shapes)[1] for p in payloads]
+deltas = [decode_payload(p, shapes, "topk")[1] for p in payloads]
 outer, base = OuterOptimizer(model, OuterConfig()), snapshot(model)
 outer.step(base, aggregate(deltas))  # the first step allocates the momentum: a model, but not aggregation's
 open("/proc/self/clear_refs", "w").write("5")

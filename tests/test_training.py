@@ -1,6 +1,7 @@
 """Outer step, aggregation, fingerprints, payload round trips, and the model registry."""
 
 import pytest
+import safetensors.torch
 import torch
 
 from distrain.compression import PayloadError, decode_payload, encode_payload
@@ -32,7 +33,7 @@ def test_fingerprint_shows_a_change_of_one_value(which):
 def test_aggregate_clips_to_median_norm_then_averages():
     shapes = {"w": torch.Size([4])}
     deltas = [
-        decode_payload(encode_payload({"w": scale * torch.ones(4)}, "fp32", {}), shapes)[1]
+        decode_payload(encode_payload({"w": scale * torch.ones(4)}, "fp32", {}), shapes, "fp32")[1]
         for scale in (1, 2, 100)  # norms 2, 4, 200
     ]
     # Median norm is 4: the outlier is scaled down to norm 4, the others pass unchanged.
@@ -72,7 +73,7 @@ def test_payload_round_trip(codec):
     model = build_model(SMALL, 0)
     delta = {n: torch.randn_like(p) * 1e-2 for n, p in model.named_parameters()}
     shapes = {n: p.shape for n, p in model.named_parameters()}
-    meta, decoded = decode_payload(encode_payload(delta, codec, {"round": 3}), shapes)
+    meta, decoded = decode_payload(encode_payload(delta, codec, {"round": 3}), shapes, codec)
     assert meta == {"round": 3, "codec": codec}
     rtol = 0 if codec == "fp32" else 1e-3  # fp16 keeps 11 significant bits
     assert all(torch.allclose(decoded[n], delta[n], rtol=rtol, atol=1e-7) for n in delta)
@@ -92,9 +93,13 @@ def test_payload_rejections_have_reason_codes():
     nan[first] = torch.full_like(nan[first], float("nan"))
     cases["non_finite"] = encode_payload(nan, "fp16", {})
     cases["undecodable "] = good[: len(good) // 2]
+    # The run's codec decodes, whatever a payload names: fp16 bytes are no fp32 payload.
+    cases["wrong_codec"] = encode_payload(delta, "fp32", {})
+    # No distrain metadata at all: nothing says what the tensors are.
+    cases["malformed "] = safetensors.torch.save({n: t.half() for n, t in delta.items()})
     for reason, data in cases.items():
         with pytest.raises(PayloadError) as error:
-            decode_payload(data, shapes)
+            decode_payload(data, shapes, "fp16")
         assert error.value.reason == reason.strip()
 
 

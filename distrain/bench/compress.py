@@ -69,7 +69,7 @@ def distrain_codec(name: str, shapes: dict[str, torch.Size]) -> Candidate:
         name,
         compress=lambda delta: [encode_payload(delta, name, _META)],
         # Every parameter decoded to a dense tensor, as a consumer reading the whole delta gets it.
-        decompress=lambda wire: dict(decode_payload(wire[0], shapes)[1].items()),
+        decompress=lambda wire: dict(decode_payload(wire[0], shapes, name)[1].items()),
     )
 
 

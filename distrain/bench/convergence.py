@@ -169,7 +169,8 @@ def exchange_seconds(
     base = snapshot(theta)
     _, payload, _ = feedback.send(pseudo_gradient(base, trained), codec, {"round": 0}, shapes)
     outer.step(
-        base, aggregate([decode_payload(payload, shapes)[1] for _ in range(miners)], recipe.outer.average)
+        base,
+        aggregate([decode_payload(payload, shapes, codec)[1] for _ in range(miners)], recipe.outer.average),
     )
     checkpoint = MinerCheckpoint(folder / codec, cluster)
     checkpoint.save(0, global_tensors(theta, outer, feedback))

@@ -11,7 +11,7 @@ Per round, in the miner, `feedback.send(delta, codec, meta, shapes)`:
 
     delta = feedback.compensate_all(delta)                    # Δ + decay · residual
     payload = encode_payload(delta, codec, meta)
-    feedback.update_all(decode_payload(payload, shapes)[1])   # residual = compensated − sent
+    feedback.update_all(decode_payload(payload, shapes, codec)[1])   # residual = compensated − sent
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ class ErrorFeedback:
         the next residual. Returns the compensated delta, the payload, and the payload as peers decode it."""
         compensated = self.compensate_all(delta)
         payload = encode_payload(compensated, codec_name, meta)
-        sent = decode_payload(payload, shapes)[1]  # decoded one parameter at a time
+        sent = decode_payload(payload, shapes, codec_name)[1]  # decoded one parameter at a time
         self.update_all(sent)
         return compensated, payload, sent
 

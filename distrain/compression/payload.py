@@ -90,22 +90,30 @@ def estimated_payload_bytes(codec_name: str, shapes: Mapping[str, torch.Size]) -
     return lengths + sum(codec.estimated_bytes(shape) for shape in shapes.values())
 
 
-def decode_payload(data: bytes, shapes: dict[str, torch.Size]) -> tuple[dict, CompressedDelta]:
-    """Parse and validate a payload against the expected parameter shapes; raise PayloadError.
+def decode_payload(
+    data: bytes, shapes: dict[str, torch.Size], codec_name: str
+) -> tuple[dict, CompressedDelta]:
+    """Parse and validate a payload of codec `codec_name` against the expected parameter shapes; raise
+    PayloadError.
 
+    The codec is the run's, never the payload's own word: a payload that names another is refused
+    (`wrong_codec`), or a miner could pick whichever decoder suits it and skip the run's compression.
     The delta's parameters come in the order of `shapes`.
     """
+    codec = get_codec(codec_name)
     try:
         tensors = safetensors.torch.load(data)
-        meta = json.loads(_header(data).get("__metadata__", {}).get(_META_KEY, ""))
+        metadata = _header(data).get("__metadata__") or {}
     except Exception as error:  # safetensors raises several types on garbage; all mean one thing
         raise PayloadError("undecodable", type(error).__name__) from None
+    try:
+        meta = json.loads(metadata[_META_KEY])
+    except (KeyError, TypeError, ValueError):
+        raise PayloadError("malformed", "metadata") from None
     if not isinstance(meta, dict) or not isinstance(meta.get("codec"), str):
         raise PayloadError("malformed", "metadata")
-    try:
-        codec = get_codec(meta["codec"])
-    except ValueError:
-        raise PayloadError("unknown_codec", meta["codec"]) from None
+    if meta["codec"] != codec_name:
+        raise PayloadError("wrong_codec", f"{meta['codec']!r}, the run's is {codec_name!r}")
     grouped = _unpack(tensors, shapes) if codec.blob else _group(tensors)
     if set(grouped) != set(shapes):
         raise PayloadError("malformed", "parameter names differ from the model's")
@@ -119,10 +127,13 @@ def decode_payload(data: bytes, shapes: dict[str, torch.Size]) -> tuple[dict, Co
 
 
 def _group(tensors: dict[str, torch.Tensor]) -> dict[str, dict[str, torch.Tensor]]:
-    """`{name: {suffix: tensor}}` from the `name/suffix` keys of an unpacked payload."""
+    """`{name: {suffix: tensor}}` from the `name/suffix` keys of an unpacked payload. The encoder writes
+    a lone tensor as `name`, never `name/`, which would stand for the same tensor and overwrite it."""
     grouped: dict[str, dict[str, torch.Tensor]] = {}
     for key, tensor in tensors.items():
-        name, _, suffix = key.partition("/")
+        name, slash, suffix = key.partition("/")
+        if slash and not suffix:
+            raise PayloadError("malformed", f"tensor key {key!r}")
         grouped.setdefault(name, {})[suffix] = tensor
     return grouped
 

@@ -34,7 +34,7 @@ CODES = {
     "hash_mismatch": "hash",
     "undecodable": "undc",
     "malformed": "malf",
-    "unknown_codec": "codc",
+    "wrong_codec": "codc",
     "bad_count": "cnt",
     "index_out_of_range": "idx",
     "truncated": "trnc",

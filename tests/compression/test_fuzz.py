@@ -82,12 +82,12 @@ def _tensor_mutations(valid: bytes, codec: str, rng: random.Random, count: int):
 @pytest.mark.parametrize("codec", sorted(CODECS))
 def test_mutated_payloads_raise_payload_error_only(codec):
     valid = _payload(codec)
-    decode_payload(valid, SHAPES)  # the unmutated payload is fine
+    decode_payload(valid, SHAPES, codec)  # the unmutated payload is fine
     rng, reasons = random.Random(codec), set()
     forged = [*_byte_mutations(valid, rng, 100), *_tensor_mutations(valid, codec, rng, 100)]
     for data in forged:
         try:
-            _, delta = decode_payload(data, SHAPES)
+            _, delta = decode_payload(data, SHAPES, codec)
         except PayloadError as error:
             reasons.add(error.reason)
         else:  # a flipped value can still make a valid payload: then it must be a usable one
@@ -105,7 +105,7 @@ def test_payload_errors_carry_the_decoders_reason():
     stored[PACKED][b : b + 4] = torch.tensor([0, 0, 192, 127], dtype=torch.uint8)  # NaN first magnitude
     forged = safetensors.torch.save(stored, metadata={"distrain": META % "topk"})
     with pytest.raises(PayloadError, match="non_finite: b"):
-        decode_payload(forged, SHAPES)
+        decode_payload(forged, SHAPES, "topk")
 
 
 def test_packed_lengths_must_split_the_blob_exactly():
@@ -113,8 +113,12 @@ def test_packed_lengths_must_split_the_blob_exactly():
     for lengths in ([1, 2], [-1, *stored[LENGTHS].tolist()[1:]], [x + 1 for x in stored[LENGTHS].tolist()]):
         forged = dict(stored, **{LENGTHS: torch.tensor(lengths, dtype=torch.int32)})
         with pytest.raises(PayloadError, match="malformed: packed layout"):
-            decode_payload(safetensors.torch.save(forged, metadata={"distrain": META % "dct-sign"}), SHAPES)
+            decode_payload(
+                safetensors.torch.save(forged, metadata={"distrain": META % "dct-sign"}), SHAPES, "dct-sign"
+            )
     # The packed layout of a sparse codec is the only one its decoder accepts.
     unpacked = {name: torch.zeros(4, dtype=torch.uint8) for name in SHAPES}
     with pytest.raises(PayloadError, match="malformed"):
-        decode_payload(safetensors.torch.save(unpacked, metadata={"distrain": META % "dct-sign"}), SHAPES)
+        decode_payload(
+            safetensors.torch.save(unpacked, metadata={"distrain": META % "dct-sign"}), SHAPES, "dct-sign"
+        )

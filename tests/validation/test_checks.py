@@ -53,7 +53,7 @@ def test_an_announcement_without_a_size_is_refused():
 
 def decoded(delta: dict[str, torch.Tensor], codec: str) -> CompressedDelta:
     shapes = {name: tensor.shape for name, tensor in delta.items()}
-    return decode_payload(encode_payload(delta, codec, {}), shapes)[1]
+    return decode_payload(encode_payload(delta, codec, {}), shapes, codec)[1]
 
 
 @pytest.mark.parametrize("codec", ["fp32", "topk"])
