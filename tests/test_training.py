@@ -97,6 +97,8 @@ def test_payload_rejections_have_reason_codes():
     cases["wrong_codec"] = encode_payload(delta, "fp32", {})
     # No distrain metadata at all: nothing says what the tensors are.
     cases["malformed "] = safetensors.torch.save({n: t.half() for n, t in delta.items()})
+    # 'name/' would stand for the same tensor as 'name' (suffix ''), and overwrite it.
+    cases["malformed  "] = encode_payload({**delta, f"{first}/": delta[first]}, "fp16", {})
     for reason, data in cases.items():
         with pytest.raises(PayloadError) as error:
             decode_payload(data, shapes, "fp16")

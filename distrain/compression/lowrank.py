@@ -26,10 +26,15 @@ from typing import ClassVar
 import torch
 
 from distrain.compression.base import Codec, Parsed, require, single_tensor
-from distrain.compression.blockwise import BlockwiseInt8
+from distrain.compression.blockwise import BlockwiseInt8, check_int8, to_int8
 
 MIN_VALUES = 64
-"""Matrices this small travel as int8 values: their factors would not be smaller."""
+"""Matrices this small travel as int8 values: a few bytes either way, and whole they lose nothing to a
+rank cut."""
+
+EXPANSION_BOUND = 1e38
+"""Largest magnitude a factor product or partial sum may reach: float32's largest is 3.4e38, and the
+margin covers float32 rounding on the way."""
 
 
 @dataclass(frozen=True)
@@ -65,7 +70,7 @@ class LowRank(Codec):
         for _ in range(self.iterations):
             p = torch.linalg.qr(matrix @ q).Q  # orthonormal basis of the column space found so far
             q = matrix.T @ p  # matrix ≈ p qᵀ, the best fit given p
-        (p_codes, p_scale), (q_codes, q_scale) = _to_int8(p), _to_int8(q)
+        (p_codes, p_scale), (q_codes, q_scale) = to_int8(p, dim=0), to_int8(q, dim=0)  # a scale a column
         return {"": _pack(torch.stack([p_scale, q_scale]), torch.cat([p_codes, q_codes]))}
 
     def parse(self, stored: dict[str, torch.Tensor], shape: torch.Size) -> Parsed:
@@ -76,13 +81,15 @@ class LowRank(Codec):
             return self.vectors.parse({"scale": scale, "q": codes}, shape)
         rows, cols, rank = shape[0], math.prod(shape[1:]), self.rank(shape)
         scales, factors = _unpack(blob, [(torch.float32, (2, rank)), (torch.int8, (rows + cols, rank))])
-        require(bool(torch.isfinite(scales * 127).all()), "non_finite")
-        require(bool((scales >= 0).all()), "malformed")
+        check_int8(factors, scales)
         p, q = factors[:rows].double() * scales[0].double(), factors[rows:].double() * scales[1].double()
+        # Each entry of p qᵀ, and each partial sum of products the float32 expansion adds up on the way
+        # to it, is at most rank · max|p| · max|q|. A small norm does not bound them: products that
+        # cancel in the sum can each overflow float32 and turn the entry into inf − inf = NaN.
+        bound = rank * float(p.abs().max()) * float(q.abs().max())
+        require(bound < EXPANSION_BOUND, "non_finite")
         # ‖p qᵀ‖² = trace(pᵀp · qᵀq): the norm from two r×r products, without expanding the matrix.
         squared = float(((p.T @ p) * (q.T @ q)).sum())
-        # Below 1e76 every entry is below 1e38, so the float32 expansion is finite too.
-        require(math.isfinite(squared) and squared < 1e76, "non_finite")
         return Parsed(functools.partial(self._expand, factors, scales, shape), squared)
 
     def estimated_bytes(self, shape: torch.Size) -> int:
@@ -96,13 +103,6 @@ class LowRank(Codec):
         p = factors[:rows].float() * scales[0]
         q = factors[rows:].float() * scales[1]
         return (p @ q.T).view(shape)
-
-
-def _to_int8(factor: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each column scaled by its largest magnitude to int8; returns (codes, per-column scales)."""
-    scale = factor.abs().amax(dim=0) / 127
-    codes = torch.round(factor / scale.clamp_min(torch.finfo(torch.float32).tiny))
-    return codes.to(torch.int8), scale
 
 
 def _pack(*tensors: torch.Tensor) -> torch.Tensor:

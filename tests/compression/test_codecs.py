@@ -190,6 +190,30 @@ def test_decoders_reject_truncated_mistyped_and_misshapen_input(name):
         codec.decode({key: t[: t.numel() // 2] for key, t in stored.items()}, x.shape)
 
 
+def test_int8_codes_of_minus_128_are_rejected():
+    # The encoder writes ±127 at most; -128·scale is the one value a finite 127·scale does not bound.
+    codec = CODECS["int8"]
+    stored = codec.encode(_random(512))
+    stored["q"] = stored["q"].clone()
+    stored["q"][0] = -128
+    with pytest.raises(ValueError, match="malformed"):
+        codec.decode(stored, torch.Size([512]))
+
+
+def test_lowrank_factors_whose_products_overflow_are_rejected_though_their_norm_is_small():
+    # Two equal columns of P against opposite columns of Q: every entry of P·Qᵀ is x − x = 0 in exact
+    # arithmetic, so the norm is 0, but each product, 1.6e64, overflows float32: expanded, inf − inf = NaN.
+    codec, shape = CODECS["lowrank"], torch.Size([400, 400])
+    rank = codec.rank(shape)
+    assert rank == 2
+    p = torch.full((400, rank), 127, dtype=torch.int8)
+    q = torch.tensor([[127, -127]], dtype=torch.int8).repeat(400, 1)
+    scales = torch.full((2, rank), 1e30)
+    blob = torch.cat([t.contiguous().flatten().view(torch.uint8) for t in (scales, p, q)])
+    with pytest.raises(ValueError, match="non_finite"):
+        codec.parse({"": blob}, shape)
+
+
 @pytest.mark.parametrize("name", ["fp32", "fp16", "bf16", "int8"])
 def test_non_finite_values_and_scales_are_rejected(name):
     codec = CODECS[name]
