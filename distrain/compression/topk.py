@@ -32,6 +32,8 @@ from distrain.compression.bitpack import (
     gaps,
     pack,
     packed_size,
+    rice_bound_shift,
+    rice_bytes,
     rice_decode,
     rice_encode,
     unpack,
@@ -94,24 +96,21 @@ class RiceIndices:
     """
 
     def encode(self, positions: np.ndarray, layout: ChunkLayout) -> np.ndarray:
-        shift, low, unary = rice_encode(gaps(positions))
+        shift, low, unary = rice_encode(gaps(positions), total=layout.numel)
         return np.concatenate([np.array([shift], np.uint8), low, unary])
 
     def decode(self, data: np.ndarray, layout: ChunkLayout) -> np.ndarray:
         require(data.size >= 1, "truncated")
         shift = int(data[0])
+        require(shift <= MAX_RICE_SHIFT, "malformed")  # before it sizes the low bits
         low_end = 1 + packed_size(layout.count, shift)
         require(data.size >= low_end, "truncated")
         gaps = rice_decode(shift, data[1:low_end], data[low_end:], layout.count, total=layout.numel)
         return np.cumsum(gaps + 1) - 1
 
     def estimated_bytes(self, layout: ChunkLayout) -> int:
-        # The unary parts of gaps summing to at most numel take at most numel >> shift bits plus one
-        # terminator each; the encoder picks a shift at least as good as the best of these bounds.
-        return 1 + min(
-            packed_size(layout.count, shift) + packed_size((layout.numel >> shift) + layout.count, 1)
-            for shift in range(MAX_RICE_SHIFT + 1)
-        )
+        # The gaps sum to less than numel; the encoder's shift does at least as well as the bound's best.
+        return 1 + rice_bytes(layout.count, layout.numel, rice_bound_shift(layout.count, layout.numel))
 
 
 class FixedIndices:

@@ -3,7 +3,16 @@
 import numpy as np
 import pytest
 
-from distrain.compression.bitpack import pack, packed_size, rice_decode, rice_encode, unpack
+from distrain.compression.bitpack import (
+    gaps,
+    pack,
+    packed_size,
+    rice_bound_shift,
+    rice_bytes,
+    rice_decode,
+    rice_encode,
+    unpack,
+)
 
 
 @pytest.mark.parametrize("width", [0, 1, 2, 3, 7, 8, 12, 13, 31])
@@ -25,19 +34,33 @@ def test_unpack_rejects_a_buffer_of_the_wrong_size():
 @pytest.mark.parametrize("values", [[0], [5], [0, 0, 0], [1, 200, 3, 0, 70000, 9], list(range(1, 300, 7))])
 def test_rice_round_trip(values):
     values = np.array(values)
-    shift, low, unary = rice_encode(values)
+    shift, low, unary = rice_encode(values, total=int(values.sum()))
     assert np.array_equal(rice_decode(shift, low, unary, len(values), total=int(values.sum())), values)
 
 
 def test_rice_is_near_the_entropy_of_random_gaps():
     positions = np.sort(np.random.default_rng(0).choice(1 << 20, 10_000, replace=False))
-    shift, low, unary = rice_encode(np.diff(positions, prepend=-1) - 1)
+    shift, low, unary = rice_encode(np.diff(positions, prepend=-1) - 1, total=1 << 20)
     bits_per_gap = 8 * (low.size + unary.size) / positions.size
     assert bits_per_gap < np.log2(np.e * (1 << 20) / 10_000) + 0.2  # ~8.9 bits; 20 for plain indices
 
 
+@pytest.mark.parametrize("kind", ["even", "random", "clustered"])
+def test_rice_never_writes_more_than_its_bound_at_the_best_shift(kind):
+    # Payload size estimates add up `rice_bytes` at `rice_bound_shift`: the encoder must stay below.
+    total, count = 70_000, 960
+    positions = {
+        "even": np.arange(count) * (total // count),  # equal gaps: the mean's shift alone overshot
+        "random": np.sort(np.random.default_rng(1).choice(total, count, replace=False)),
+        "clustered": np.arange(count) + total - count,  # one long gap, then none
+    }[kind]
+    shift, low, unary = rice_encode(gaps(positions), total=total)
+    assert low.size + unary.size <= rice_bytes(count, total, rice_bound_shift(count, total))
+    assert np.array_equal(np.cumsum(rice_decode(shift, low, unary, count, total) + 1) - 1, positions)
+
+
 def test_rice_decode_rejects_lies():
-    shift, low, unary = rice_encode(np.array([3, 9, 1, 4]))
+    shift, low, unary = rice_encode(np.array([3, 9, 1, 4]), total=17)
     with pytest.raises(ValueError, match="bad_count"):
         rice_decode(shift, low, unary, 5, total=17)  # one value fewer than declared
     with pytest.raises(ValueError, match="malformed"):
