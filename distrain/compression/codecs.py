@@ -65,8 +65,9 @@ lr 3 and 4 ended within 0.5% of each other. Low-rank factors re-send the dominan
 and overshoot at any lr above 1 (2.95 at lr 1, 3.85 at lr 2). topk-sign's lr was chosen at its H of 16 with
 3.2M parameters (`--scale mid`, mean of seeds 0-2): 2.235, 2.194, 2.162, 2.147, 2.143, 2.176, 2.219 at lr 5,
 6, 8, 10, 12, 14, 16, where 12 split its seeds (2.190 / 2.123 / 2.115); on the default model 2.448, 2.374,
-2.351, 2.322, 2.319 at lr 6, 8, 10, 12, 14. It takes lr 10, at the edge of the plateau: larger models wanted smaller
-sparse steps so far. (19 values of each 4096, first shipped, took lr 6: 2.240, 2.218, 2.239 at lr 5, 6, 8.)
+2.351, 2.322, 2.319 at lr 6, 8, 10, 12, 14. It takes lr 10, at the edge of the plateau: larger models
+wanted smaller sparse steps so far. (19 values of each 4096, first shipped, took lr 6: 2.240, 2.218, 2.239
+at lr 5, 6, 8.)
 """
 
 PRESET_INNER_STEPS: dict[str, int] = {"topk-sign": 16}
