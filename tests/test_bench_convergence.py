@@ -18,7 +18,7 @@ from distrain.bench.convergence import (
     target_checks,
     validator_pages,
 )
-from distrain.bench.plan import SCALES, Scale, add_plan_arguments, plan_from_args, plan_runs
+from distrain.bench.plan import PLAIN_AVERAGING, SCALES, Scale, add_plan_arguments, plan_from_args, plan_runs
 from distrain.bench.rounds import seed_list
 from distrain.compression import CODECS, PRESET_INNER_STEPS, RECOMMENDED, SPARSE_OUTER_LR
 from distrain.config import RecipeError, derive_recipe, load_recipe
@@ -258,6 +258,11 @@ def test_set_overrides_the_base_and_every_run_after_its_own_settings():
         "outer.lr": "5", "outer.momentum": 0.0, "outer.nesterov": False, "outer.average": "senders",
     }  # fmt: skip
     assert by_name["diloco-h24"].overrides == {"outer.lr": "5", "outer.average": "senders"}
+    # The runs that plain averaging defines keep it, and take the rest: the codecs are held to them.
+    _, _, runs, _ = _plan("--set", "outer.lr=5", "--set", "outer.average=senders")
+    by_name = {run.name: run for run in runs}
+    for name in ("ddp", "diloco-h24-avg"):
+        assert by_name[name].overrides == {**PLAIN_AVERAGING, "outer.average": "senders"}, name
     with pytest.raises(RecipeError, match="--set takes KEY=VALUE"):
         _plan("--set", "outer.lr")
     with pytest.raises(

@@ -89,6 +89,15 @@ class BenchRun:
     codec: str
     overrides: dict = field(default_factory=dict)
     """Recipe overrides of this run (its outer step)."""
+    fixed: frozenset[str] = frozenset()
+    """Keys of `overrides` that define the run, which `--set` leaves alone: the plain averaging of ddp
+    and diloco-h{H}-avg (with `--set outer.lr=5` they would be neither, and the codecs' targets are
+    checked against them)."""
+
+    def with_settings(self, settings: dict[str, str]) -> BenchRun:
+        """This run with `--set` overrides applied after its own, its `fixed` keys excepted."""
+        moved = {key: value for key, value in settings.items() if key not in self.fixed}
+        return dataclasses.replace(self, overrides={**self.overrides, **moved})
 
 
 def plan_runs(
@@ -101,9 +110,17 @@ def plan_runs(
     """ddp, uncompressed DiLoCo at each H (and with plain averaging at the codecs' H), each codec at
     `codec_steps` (at its own H instead with `preset_steps`, where it has one), the recommended one at
     the largest H too; of these, the runs named in `only` if it is given."""
-    runs = [BenchRun("ddp", 1, UNCOMPRESSED, PLAIN_AVERAGING)]
+    runs = [BenchRun("ddp", 1, UNCOMPRESSED, PLAIN_AVERAGING, frozenset(PLAIN_AVERAGING))]
     runs += [BenchRun(f"diloco-h{h}", h, UNCOMPRESSED) for h in sorted({*scale.diloco_steps, codec_steps})]
-    runs.append(BenchRun(f"diloco-h{codec_steps}-avg", codec_steps, UNCOMPRESSED, PLAIN_AVERAGING))
+    runs.append(
+        BenchRun(
+            f"diloco-h{codec_steps}-avg",
+            codec_steps,
+            UNCOMPRESSED,
+            PLAIN_AVERAGING,
+            frozenset(PLAIN_AVERAGING),
+        )
+    )
     for codec in codecs:
         if codec != UNCOMPRESSED:
             name = "recommended" if codec == RECOMMENDED else codec
@@ -148,7 +165,7 @@ def settings_from_args(args: argparse.Namespace) -> dict[str, str]:
 
 def plan_from_args(args: argparse.Namespace) -> tuple[Recipe, Scale, list[BenchRun], dict[str, str]]:
     """The base recipe, the scale, the runs and the `--set` overrides that `add_plan_arguments`' options
-    ask for; the overrides apply to the base and to every run after the run's own."""
+    ask for; the overrides apply to the base and to every run after the run's own (`BenchRun.with_settings`)."""
     scale = dataclasses.replace(SCALES[args.scale])
     for name in ("miners", "steps"):
         if getattr(args, name) is not None:
@@ -165,7 +182,7 @@ def plan_from_args(args: argparse.Namespace) -> tuple[Recipe, Scale, list[BenchR
         base = derive_recipe(base, {"inner.steps": args.codec_steps})
     only = args.only.split(",") if args.only else None
     runs = [
-        dataclasses.replace(run, overrides={**run.overrides, **settings})
+        run.with_settings(settings)
         for run in plan_runs(scale, base.inner.steps, codecs, preset_steps=not args.codec_steps, only=only)
     ]
     return base, scale, runs, settings
@@ -191,5 +208,6 @@ def add_plan_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="recipe override for every run, after the run's own (e.g. outer.lr=5 moves a sparse codec's)",
+        help="recipe override for every run, after the run's own (e.g. outer.lr=5 moves a sparse codec's); "
+        "ddp's and diloco-h*-avg's plain averaging stays",
     )

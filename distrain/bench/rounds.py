@@ -18,7 +18,8 @@ convergence` remains the measurement of record.
     python -m distrain.bench.rounds --scale gpu ...   # the same, where the distrain CLI's deps are missing
 
 The runs and their names are those of `bench convergence` (see its plan); `--set` applies to every
-run after the run's own settings, so it can move a sparse codec's outer learning rate.
+run after the run's own settings, so it can move a sparse codec's outer learning rate (the plain
+averaging of ddp and diloco-h{H}-avg, which define them, stays).
 """
 
 from __future__ import annotations
