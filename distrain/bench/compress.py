@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import torch
 
+from distrain.bench.threads import one_thread
 from distrain.compression import CODECS, RECOMMENDED, decode_payload, encode_payload
 from distrain.config import Recipe, load_recipe
 from distrain.data import PageBook, load_corpus
@@ -140,12 +141,8 @@ def run_bench(recipe: Recipe, steps: int, repeat: int) -> list[Result]:
     generator = torch.Generator().manual_seed(0)
     control = {name: torch.randn(t.shape, generator=generator) for name, t in delta.items()}
     candidates = [hivemind_fp16(shapes)] + [distrain_codec(name, shapes) for name in CODECS]
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the targets are per core; more threads would flatter the big tensors only
-    try:
+    with one_thread():
         return [measure(candidate, delta, control, repeat) for candidate in candidates]
-    finally:
-        torch.set_num_threads(threads)
 
 
 def format_table(results: list[Result]) -> str:

@@ -41,6 +41,7 @@ import torch
 import torch.nn as nn
 
 from distrain.bench.plan import KEY_SEED, BenchRun, Scale, add_plan_arguments, plan_from_args
+from distrain.bench.threads import one_thread
 from distrain.compression import PRESET_INNER_STEPS, ErrorFeedback, decode_payload
 from distrain.config import Recipe, derive_recipe
 from distrain.data import PageBook, load_corpus
@@ -128,28 +129,26 @@ class Calibration:
 def calibrate(recipe: Recipe, codecs: list[str], miners: int, folder: Path, steps: int = 6) -> Calibration:
     """An inner step (after as many warm-up steps), a validator's page evaluation of the recipe, and the
     exchange with each of `codecs` (its checkpoints are written under `folder`, removed afterwards)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        book = PageBook(load_corpus(recipe.data), recipe.data, recipe.run.seed, recipe.model.context)
-        model = build_model(recipe.model, recipe.run.seed)
-        trainer = InnerTrainer(model, dataclasses.replace(recipe.inner, steps=steps))
-        pages, generator = book.assignment("calibration", 0), torch.Generator().manual_seed(0)
-        trainer.train_round(book, pages, generator, math.inf)  # AdamW state and allocator warm up
-        stats = trainer.train_round(book, pages, generator, math.inf)
-        started = time.time()
-        mean_loss(model, book.sequences(pages))
-        page_seconds = (time.time() - started) / len(pages)
-        trained = build_model(recipe.model, recipe.run.seed)
-        trainer.copy_into(trained)  # θ_i after the steps above: every codec compresses the same delta
-        exchange = {
-            codec: exchange_seconds(recipe, codec, trained, trainer.cluster, miners, folder)
-            for codec in codecs
-        }
-        return Calibration(stats.seconds / stats.steps, page_seconds, exchange)
-    finally:
-        torch.set_num_threads(threads)
-        shutil.rmtree(folder, ignore_errors=True)
+    with one_thread():
+        try:
+            book = PageBook(load_corpus(recipe.data), recipe.data, recipe.run.seed, recipe.model.context)
+            model = build_model(recipe.model, recipe.run.seed)
+            trainer = InnerTrainer(model, dataclasses.replace(recipe.inner, steps=steps))
+            pages, generator = book.assignment("calibration", 0), torch.Generator().manual_seed(0)
+            trainer.train_round(book, pages, generator, math.inf)  # AdamW state and allocator warm up
+            stats = trainer.train_round(book, pages, generator, math.inf)
+            started = time.time()
+            mean_loss(model, book.sequences(pages))
+            page_seconds = (time.time() - started) / len(pages)
+            trained = build_model(recipe.model, recipe.run.seed)
+            trainer.copy_into(trained)  # θ_i after the steps above: every codec compresses the same delta
+            exchange = {
+                codec: exchange_seconds(recipe, codec, trained, trainer.cluster, miners, folder)
+                for codec in codecs
+            }
+            return Calibration(stats.seconds / stats.steps, page_seconds, exchange)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def exchange_seconds(

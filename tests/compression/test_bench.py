@@ -3,7 +3,11 @@
 import argparse
 import json
 
+import pytest
+import torch
+
 from distrain.bench.commands import add_bench_commands
+from distrain.bench.threads import one_thread
 from distrain.compression import CODECS, RECOMMENDED
 
 TINY = """
@@ -48,3 +52,11 @@ def test_bench_compress_json_contract(tmp_path, capsys):
 
     status, out = _run(["bench", "compress", *flags], capsys)
     assert status == 0 and f"{RECOMMENDED} *" in out and "hivemind-fp16" in out
+
+
+def test_measurements_run_on_one_thread_and_give_the_callers_count_back():
+    before = torch.get_num_threads()
+    with pytest.raises(RuntimeError), one_thread():
+        assert torch.get_num_threads() == 1
+        raise RuntimeError("a measurement failed")
+    assert torch.get_num_threads() == before
