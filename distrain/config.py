@@ -147,7 +147,7 @@ class CompressionConfig:
     (16 of every 1024 DCT coefficients, a sign each, ~0.14 bits), `templar` (64 of 4096, 12-bit indices, 2-bit
     values), `lowrank` (rank-r int8 factors of each matrix). Pair a sparse preset with its outer step:
     `outer.momentum: 0`, `outer.nesterov: false` and `outer.lr` 3 (`lowrank`: 1). `topk-sign` (4 of every
-    1024 values, a sign each, ~0.04 bits) sends the fewest bytes, at `inner.steps: 16` and `outer.lr` 6.
+    1024 values, a sign each, ~0.04 bits) sends the fewest bytes, at `inner.steps: 16` and `outer.lr` 10.
     `distrain bench compress` and `distrain bench convergence` measure them all."""
     error_decay: float = 0.7
     """Error feedback: the part of a delta that compression dropped is added back next round, times
