@@ -73,11 +73,15 @@ def rice_encode(values: np.ndarray, total: int) -> tuple[int, np.ndarray, np.nda
     if values.size == 0:
         return 0, np.empty(0, np.uint8), np.empty(0, np.uint8)
     values = values.astype(np.int64)
-    geometric = max(int(values.mean() * math.log(2)).bit_length() - 1, 0)
-    shift = min(
-        {geometric, rice_bound_shift(values.size, total)},  # mostly one shift: nothing to compare then
-        key=lambda s: packed_size(values.size, s) + packed_size(int((values >> s).sum()) + values.size, 1),
-    )
+    shift = max(int(values.mean() * math.log(2)).bit_length() - 1, 0)
+    bound_shift = rice_bound_shift(values.size, total)
+    if bound_shift != shift:  # mostly they agree, and there is nothing to compare
+        shift = min(  # the fewer bytes
+            {shift, bound_shift},
+            key=lambda s: (
+                packed_size(values.size, s) + packed_size(int((values >> s).sum()) + values.size, 1)
+            ),
+        )
     ends = np.cumsum((values >> shift) + 1) - 1
     unary = np.zeros(int(ends[-1]) + 1, np.uint8)
     unary[ends] = 1
