@@ -100,6 +100,11 @@ class BenchRun:
         return dataclasses.replace(self, overrides={**self.overrides, **moved})
 
 
+def _plain_averaging(name: str, inner_steps: int) -> BenchRun:
+    """An uncompressed run whose outer step, plain averaging, defines it: `--set` cannot move it."""
+    return BenchRun(name, inner_steps, UNCOMPRESSED, PLAIN_AVERAGING, frozenset(PLAIN_AVERAGING))
+
+
 def plan_runs(
     scale: Scale,
     codec_steps: int,
@@ -110,17 +115,9 @@ def plan_runs(
     """ddp, uncompressed DiLoCo at each H (and with plain averaging at the codecs' H), each codec at
     `codec_steps` (at its own H instead with `preset_steps`, where it has one), the recommended one at
     the largest H too; of these, the runs named in `only` if it is given."""
-    runs = [BenchRun("ddp", 1, UNCOMPRESSED, PLAIN_AVERAGING, frozenset(PLAIN_AVERAGING))]
+    runs = [_plain_averaging("ddp", 1)]
     runs += [BenchRun(f"diloco-h{h}", h, UNCOMPRESSED) for h in sorted({*scale.diloco_steps, codec_steps})]
-    runs.append(
-        BenchRun(
-            f"diloco-h{codec_steps}-avg",
-            codec_steps,
-            UNCOMPRESSED,
-            PLAIN_AVERAGING,
-            frozenset(PLAIN_AVERAGING),
-        )
-    )
+    runs.append(_plain_averaging(f"diloco-h{codec_steps}-avg", codec_steps))
     for codec in codecs:
         if codec != UNCOMPRESSED:
             name = "recommended" if codec == RECOMMENDED else codec
