@@ -156,6 +156,10 @@ class CompressionConfig:
     the default model (README, Performance)."""
 
 
+PROOFS_OF_WORK = ("loss", "rerun")
+"""The values of `validator.proof_of_work`."""
+
+
 @dataclass
 class ValidatorConfig:
     """How validators check and score submissions (not part of the recipe hash)."""
@@ -175,6 +179,19 @@ class ValidatorConfig:
     (`topk`, `templar`, `dct-sign`, `lowrank`) use 0.007: its payloads carry less of what is specific to
     the pages. In five default swarms 0.04 flagged 7 of 158 honest rounds and passed 5 of 40 of a miner
     training on other pages, where 0.03 flagged 2 and passed 10 (README, scoring)."""
+    proof_of_work: str = "loss"
+    """How a miner shows it trained on its own pages, or its round scores 0 (`wrong_data`). `loss`: by
+    `assignment_margin`. `rerun`: the validator reruns the start of the miner's round itself
+    (`rerun_steps` inner steps from θ_r on the miner's pages and batch seed, and as many on random
+    pages), and the delta must point closer to the first rerun than to the second by `rerun_margin`.
+    It costs those steps for every evaluated miner, but judges payloads too thin for `loss`
+    (`topk-sign`; README, scoring)."""
+    rerun_steps: int = 16
+    """Inner steps of each rerun (`proof_of_work: rerun`), at most the recipe's `inner.steps`."""
+    rerun_margin: float = 0.06
+    """`proof_of_work: rerun` asks cos(Δ, rerun on the miner's pages) ≥ (1 + this) · cos(Δ, rerun on
+    random pages). With topk-sign, honest rounds measured 0.07-2 and a miner training on other pages'
+    −0.15-0.07 (README, scoring)."""
     copy_similarity: float = 0.95
     """Cosine similarity from which a submission counts as a copy (of this round) or a replay (of the last)."""
     max_evaluations: int = 32
@@ -286,6 +303,7 @@ class Recipe:
             ("validator.val_pages", self.validator.val_pages >= 1),
             ("validator.eval_scale", 0 < self.validator.eval_scale <= 1),
             ("validator.assignment_pages", 1 <= self.validator.assignment_pages <= self.data.pages_per_round),
+            ("validator.rerun_steps", self.validator.rerun_steps >= 1),
             ("validator.copy_similarity", 0 < self.validator.copy_similarity <= 1),
             ("validator.max_evaluations", self.validator.max_evaluations >= 1),
             ("validator.newcomer_slots", self.validator.newcomer_slots >= 0),
@@ -299,6 +317,7 @@ class Recipe:
                 raise RecipeError(f"recipe key '{key}' has an invalid value: {_get(self, key)!r}")
         for key, value, choices in (
             ("outer.average", self.outer.average, AVERAGES),
+            ("validator.proof_of_work", self.validator.proof_of_work, PROOFS_OF_WORK),
             ("tracking.backend", self.tracking.backend, ("none", *TRACKERS)),
             ("tracking.mode", self.tracking.mode, WANDB_MODES),
         ):

@@ -6,7 +6,8 @@ It follows θ exactly as miners do and scores round r as soon as it ends:
      round, size, hash, decoding, finiteness, base fingerprint, norm — and take the outer step over the
      aggregation set it published for r → θ_{r+1}; then flag copies and replays;
   3. for each survivor (a fair sample when there are too many): the loss improvement of θ_r − s·Δ_i on
-     held-out pages drawn with a secret no miner knows, and the proof of work on its assigned pages;
+     held-out pages drawn with a secret no miner knows, and the proof of work on its assigned pages
+     (what Δ_i does to their loss, or how it points against a rerun of the miner's steps);
   4. EMA of each miner's share of the round's improvement;
   5. publish θ_{r+1}'s checkpoint and the aggregation set for r+1; every few rounds, weights on chain;
   6. commit everything to disk atomically, so `kill -9` at any moment loses nothing and counts nothing twice.
@@ -34,6 +35,7 @@ from distrain.validation import ScoreBook
 from distrain.validation.copies import Sketcher, find_copies
 from distrain.validation.evaluate import Evaluator
 from distrain.validation.persistence import ValidatorStore, sketches_from_tensors, sketches_to_tensors
+from distrain.validation.rerun import Rerunner
 
 log = logging.getLogger("distrain.validator")
 
@@ -47,6 +49,10 @@ class Validator(Node):
         self.cfg = recipe.validator
         self.secret = _load_secret(Path(secret_file) if secret_file else self.out_dir / "secret")
         self.evaluator = Evaluator(self.model, self.book)
+        self.rerunner = None
+        if self.cfg.proof_of_work == "rerun":
+            steps = min(self.cfg.rerun_steps, recipe.inner.steps)
+            self.rerunner = Rerunner(recipe, self.book, steps)
         self.sketcher = Sketcher(self.shapes, seed=recipe.run.seed)
         self.val_pages = self.book.validation_pages(self.cfg.val_pages)
         self.store = ValidatorStore(self.out_dir / "state")
@@ -64,7 +70,10 @@ class Validator(Node):
         if saved is None:
             return
         state, checkpoint = saved
-        self.sketches = sketches_from_tensors(load_state(checkpoint, self.model, self.outer))
+        saved_tensors = load_state(checkpoint, self.model, self.outer)
+        self.sketches = sketches_from_tensors(saved_tensors)
+        if self.rerunner is not None:
+            self.rerunner.load_state_tensors(saved_tensors)
         self.scores = ScoreBook(self.cfg.ema, state["scores"])
         self.evaluated, self.helpful = state["evaluated"], state["helpful"]
         self.members = state["members"]
@@ -110,6 +119,7 @@ class Validator(Node):
         val_loss = self.evaluator.loss(self.model, self.val_pages)
         weights = self.maybe_set_weights(round_, metagraph)
 
+        rerun_state = self.rerunner.state_tensors() if self.rerunner is not None else {}
         self.store.audit(self.audit_records(round_, metagraph, submissions, first_seen, results, averaged))
         self.store.commit(
             round_,
@@ -119,7 +129,7 @@ class Validator(Node):
                 "helpful": self.helpful,
                 "members": self.members,
             },
-            encode_state(self.model, self.outer, sketches_to_tensors(self.sketches)),
+            encode_state(self.model, self.outer, {**sketches_to_tensors(self.sketches), **rerun_state}),
         )
         fp = self.publish_guidance(round_ + 1)
         self.events.write(
@@ -181,6 +191,9 @@ class Validator(Node):
         }
         results = {}
         sampled = self.sample(submissions, secret)
+        if self.rerunner is not None and sampled:
+            pages = self.book.random_train_pages(self.recipe.data.pages_per_round, secret)
+            self.rerunner.start_round(base, pages, seed=int.from_bytes(secret[:8], "little") >> 2)
         # The other miners' average delta is an update made on nobody's pages in particular: how much more
         # it improves a miner's pages than the random ones is what those pages gain from any update, and is
         # taken off that miner's margin (`page_bias`). Page sets differ in how much a round's update helps
@@ -211,15 +224,20 @@ class Validator(Node):
             if average is not None:
                 others = LeftOut(mean, average, index)
                 page_bias = own_before - self.evaluator.loss_at(base, own, others) - random_mean_gain
-            if own_gain - random_gain - page_bias < self.cfg.assignment_margin:
-                s.reason = "wrong_data"
-            results[s.hotkey] = {
+            result = {
                 "heldout_gain": heldout_gain,
                 "own_gain": own_gain,
                 "random_gain": random_gain,
                 "page_bias": page_bias,
-                "score_gain": 0.0 if s.reason else heldout_gain,
             }
+            if self.rerunner is None:
+                proved = own_gain - random_gain - page_bias >= self.cfg.assignment_margin
+            else:
+                result["rerun_margin"] = self.rerunner.margin(s.delta, s.hotkey, round_)
+                proved = result["rerun_margin"] >= self.cfg.rerun_margin
+            if not proved:
+                s.reason = "wrong_data"
+            results[s.hotkey] = {**result, "score_gain": heldout_gain if proved else 0.0}
             self.evaluated[s.hotkey] = round_
         self.judge_helpfulness(submissions, results)
         return results

@@ -35,6 +35,8 @@ def test_local_sections_do_not_change_the_hash():
         (["--inner.steps", "0"], "'inner.steps' has an invalid value"),
         (["--outer.nesterov", "maybe"], "'outer.nesterov' expects bool"),
         (["--outer.average", "median"], "'outer.average' must be one of 'all', 'senders', got 'median'"),
+        (["--validator.proof_of_work", "replay"], "'validator.proof_of_work' must be one of 'loss', 'rerun'"),
+        (["--validator.rerun_steps", "0"], "'validator.rerun_steps' has an invalid value"),
         (["--model.d_model", "130"], "'model.d_model' must be a multiple"),
         (["--data.page_tokens", "32"], "'data.page_tokens' has an invalid value"),
         (["--inner.steps"], "needs a value"),

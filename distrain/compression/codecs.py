@@ -34,8 +34,7 @@ PRESETS: list[Codec] = [
     # indices: ~0.043 bits. Small chunks spread the few values evenly: with 3.2M parameters at H = 16
     # (`PRESET_INNER_STEPS`) and lr 6, 19 of 4096 ended at 2.218 with 0.049 bits, 9 of 2048 at 2.196 with
     # 0.047, 4 of 1024 at 2.194; at its lr of 10, 2.147, 4.4% below per-step fp32 averaging with about
-    # 12,000x fewer bytes (mean of seeds 0-2, README). The proof of work cannot judge it
-    # (`BEYOND_PROOF_OF_WORK`).
+    # 12,000x fewer bytes (mean of seeds 0-2, README). Validators judge it by rerunning (`THIN_PAYLOADS`).
     ChunkedTopK("topk-sign", chunk=1024, k=4, value_bits=1, index_coding="rice"),
     # Rank-r int8 factors of every matrix, r from a budget of 0.1 bits/value; vectors as int8.
     LowRank("lowrank", bits_per_value=0.1),
@@ -108,17 +107,16 @@ SPARSE_MAX_ERROR_DECAY = 0.85
 three seeds, final loss 1.745 (decay 0.7), 1.792 (0.8), 1.803 (0.85), 1.840 (0.9), 1.867 (0.95)."""
 
 
-BEYOND_PROOF_OF_WORK = frozenset({"topk-sign"})
-"""Presets whose payloads carry too little of a miner's pages for the proof of work to judge.
+THIN_PAYLOADS = frozenset({"topk-sign"})
+"""Presets whose payloads carry too little of a miner's pages for the loss proof of work: validators
+judge them by rerunning the miner's steps (`validator.proof_of_work: rerun`).
 
 In two 8-round swarms of topk-sign at its H and lr, 4 honest miners and a `wrongdata` one (README,
-Performance), the margins were 0.005 ± 0.003 nats for honest rounds and 0.001 ± 0.004 for the cheater's:
-at the sparse bar of 0.007, 47 of 64 honest rounds were flagged and 2 of 16 of the cheater's passed
-(it ended with 26% of the weight in one run); no bar flagged under a fifth of the honest rounds while
-passing under half of the cheater's. They suit miners who trust each other, not a permissionless
-subnet. Own pages from earlier rounds too, a margin averaged over rounds, a rank statistic over pages
-and less error feedback did not separate them either; 4 pages a round instead of 16 did, at 14% more
-loss with 3.2M parameters (README, Performance)."""
+Performance), the loss margins were 0.005 ± 0.003 nats for honest rounds and 0.001 ± 0.004 for the
+cheater's: at the sparse bar of 0.007, 47 of 64 honest rounds were flagged and 2 of 16 of the cheater's
+passed (it ended with 26% of the weight in one run); no bar flagged under a fifth of the honest rounds
+while passing under half of the cheater's. With the rerun proof, the same swarm flagged none of the
+honest rounds (README, scoring)."""
 
 
 def recipe_advice(recipe: Recipe) -> list[str]:
@@ -132,7 +130,8 @@ def recipe_advice(recipe: Recipe) -> list[str]:
             f"codec {codec} is sparse: its error feedback already plays outer momentum, and outer momentum "
             f"{recipe.outer.momentum} on top of it overshoots; measured best: {suggested}"
         )
-    if recipe.validator.assignment_margin > 2 * SPARSE_ASSIGNMENT_MARGIN:
+    judged_by_loss = recipe.validator.proof_of_work == "loss"
+    if judged_by_loss and recipe.validator.assignment_margin > 2 * SPARSE_ASSIGNMENT_MARGIN:
         advice.append(
             f"codec {codec} is sparse: validator.assignment_margin {recipe.validator.assignment_margin} "
             f"flags most honest miners as wrong_data; measured: {SPARSE_ASSIGNMENT_MARGIN}"
@@ -144,11 +143,11 @@ def recipe_advice(recipe: Recipe) -> list[str]:
             f"at 24 it ended higher (`PRESET_INNER_STEPS`, README, Performance); "
             f"measured best: --inner.steps {steps}"
         )
-    if codec in BEYOND_PROOF_OF_WORK:
+    if codec in THIN_PAYLOADS and judged_by_loss:
         advice.append(
-            f"codec {codec} sends too little of a miner's pages for the validator's proof of work to tell "
-            f"honest miners from ones that train on other pages (README, Performance): use it among miners "
-            f"who trust each other, and {RECOMMENDED} on a permissionless subnet"
+            f"codec {codec} sends too little of a miner's pages for the loss proof of work to tell honest "
+            f"miners from ones that train on other pages (README, scoring); measured: "
+            f"--validator.proof_of_work rerun"
         )
     if recipe.compression.error_decay > SPARSE_MAX_ERROR_DECAY:
         advice.append(

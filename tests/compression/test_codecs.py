@@ -243,10 +243,13 @@ def test_recipe_advice_names_the_measured_settings_of_sparse_codecs():
     (preset, steps), *_ = PRESET_INNER_STEPS.items()
     advice = recipe_advice(load_recipe(None, ["--compression.codec", preset]))
     assert sum(f"measured best: --inner.steps {steps}" in line for line in advice) == 1
-    # Its payloads are too thin for the proof of work, and a node says so whatever the settings.
-    assert sum("too little of a miner's pages" in line for line in advice) == 1
+    # Its payloads are too thin for the loss proof of work: a node says so until the validator reruns.
+    assert sum("--validator.proof_of_work rerun" in line for line in advice) == 1
     at_its_h = recipe_advice(load_recipe(None, ["--compression.codec", preset, "--inner.steps", str(steps)]))
     assert len(at_its_h) == len(advice) - 1 and not any("inner.steps" in line for line in at_its_h)
+    rerun = ["--validator.proof_of_work", "rerun", "--validator.assignment_margin", "0.04"]
+    judged = recipe_advice(load_recipe(None, ["--compression.codec", preset, *rerun]))
+    assert not any("proof_of_work" in line or "assignment_margin" in line for line in judged), judged
     # The shipped recipes follow their own advice.
     for path in Path(__file__).parents[2].glob("recipes/*/*.yaml"):
         if path.parent.name != "accelerate_configs":
