@@ -190,8 +190,8 @@ class ValidatorConfig:
     """Inner steps of each rerun (`proof_of_work: rerun`), at most the recipe's `inner.steps`."""
     rerun_margin: float = 0.06
     """`proof_of_work: rerun` asks cos(Δ, rerun on the miner's pages) ≥ (1 + this) · cos(Δ, rerun on
-    random pages). With topk-sign, honest rounds measured 0.07-2 and a miner training on other pages'
-    −0.15-0.07 (README, scoring)."""
+    random pages). With topk-sign, honest rounds measured 0.07-2.1 and those of a miner training on
+    other pages −0.15-0.08 (README, scoring)."""
     copy_similarity: float = 0.95
     """Cosine similarity from which a submission counts as a copy (of this round) or a replay (of the last)."""
     max_evaluations: int = 32
