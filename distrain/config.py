@@ -304,6 +304,7 @@ class Recipe:
             ("validator.eval_scale", 0 < self.validator.eval_scale <= 1),
             ("validator.assignment_pages", 1 <= self.validator.assignment_pages <= self.data.pages_per_round),
             ("validator.rerun_steps", self.validator.rerun_steps >= 1),
+            ("validator.rerun_margin", self.validator.rerun_margin >= 0),
             ("validator.copy_similarity", 0 < self.validator.copy_similarity <= 1),
             ("validator.max_evaluations", self.validator.max_evaluations >= 1),
             ("validator.newcomer_slots", self.validator.newcomer_slots >= 0),

@@ -184,16 +184,34 @@ class Validator(Node):
         """Losses of each sampled submission; `score_gain` is the improvement its score is based on."""
         secret = hmac.new(self.secret, f"{self.recipe.run.run_id}|{round_}".encode(), hashlib.sha256).digest()
         heldout = self.book.draw_heldout(self.cfg.eval_pages, secret)
-        randoms = self.book.random_train_pages(self.cfg.assignment_pages, secret)
-        before = {
-            "heldout": self.evaluator.loss_at(base, heldout),
-            "random": self.evaluator.loss_at(base, randoms),
-        }
-        results = {}
+        heldout_before = self.evaluator.loss_at(base, heldout)
         sampled = self.sample(submissions, secret)
-        if self.rerunner is not None and sampled:
-            pages = self.book.random_train_pages(self.recipe.data.pages_per_round, secret)
-            self.rerunner.start_round(base, pages, seed=int.from_bytes(secret[:8], "little") >> 2)
+        prove = self.loss_proofs if self.rerunner is None else self.rerun_proofs
+        proofs = prove(round_, base, sampled, secret)
+        results = {}
+        for s in sampled:
+            heldout_gain = heldout_before - self.evaluator.loss_at(
+                base, heldout, s.delta, self.cfg.eval_scale
+            )
+            proof, proved = proofs[s.hotkey]
+            if not proved:
+                s.reason = "wrong_data"
+            results[s.hotkey] = {
+                "heldout_gain": heldout_gain,
+                **proof,
+                "score_gain": heldout_gain if proved else 0.0,
+            }
+            self.evaluated[s.hotkey] = round_
+        self.judge_helpfulness(submissions, results)
+        return results
+
+    def loss_proofs(
+        self, round_: int, base: dict, sampled: list[Submission], secret: bytes
+    ) -> dict[str, tuple[dict, bool]]:
+        """Each submission's loss proof of work (its figures, and whether it passed): it must improve its
+        miner's own pages `assignment_margin` more than random ones, beyond the page bias."""
+        randoms = self.book.random_train_pages(self.cfg.assignment_pages, secret)
+        random_before = self.evaluator.loss_at(base, randoms)
         # The other miners' average delta is an update made on nobody's pages in particular: how much more
         # it improves a miner's pages than the random ones is what those pages gain from any update, and is
         # taken off that miner's margin (`page_bias`). Page sets differ in how much a round's update helps
@@ -210,37 +228,36 @@ class Validator(Node):
         average = aggregate([s.delta for s in sampled]) if len(sampled) > 1 else None
         mean = dict(average.items()) if average is not None else None
         random_mean_gain = (
-            0.0 if mean is None else before["random"] - self.evaluator.loss_at(base, randoms, mean)
+            0.0 if mean is None else random_before - self.evaluator.loss_at(base, randoms, mean)
         )
+        proofs = {}
         for index, s in enumerate(sampled):
             own = self.own_pages(s.hotkey, round_, secret)
             own_before = self.evaluator.loss_at(base, own)
-            heldout_gain = before["heldout"] - self.evaluator.loss_at(
-                base, heldout, s.delta, self.cfg.eval_scale
-            )
             own_gain = own_before - self.evaluator.loss_at(base, own, s.delta)
-            random_gain = before["random"] - self.evaluator.loss_at(base, randoms, s.delta)
+            random_gain = random_before - self.evaluator.loss_at(base, randoms, s.delta)
             page_bias = 0.0
             if average is not None:
                 others = LeftOut(mean, average, index)
                 page_bias = own_before - self.evaluator.loss_at(base, own, others) - random_mean_gain
-            result = {
-                "heldout_gain": heldout_gain,
-                "own_gain": own_gain,
-                "random_gain": random_gain,
-                "page_bias": page_bias,
-            }
-            if self.rerunner is None:
-                proved = own_gain - random_gain - page_bias >= self.cfg.assignment_margin
-            else:
-                result["rerun_margin"] = self.rerunner.margin(s.delta, s.hotkey, round_)
-                proved = result["rerun_margin"] >= self.cfg.rerun_margin
-            if not proved:
-                s.reason = "wrong_data"
-            results[s.hotkey] = {**result, "score_gain": heldout_gain if proved else 0.0}
-            self.evaluated[s.hotkey] = round_
-        self.judge_helpfulness(submissions, results)
-        return results
+            proof = {"own_gain": own_gain, "random_gain": random_gain, "page_bias": page_bias}
+            proofs[s.hotkey] = (proof, own_gain - random_gain - page_bias >= self.cfg.assignment_margin)
+        return proofs
+
+    def rerun_proofs(
+        self, round_: int, base: dict, sampled: list[Submission], secret: bytes
+    ) -> dict[str, tuple[dict, bool]]:
+        """Each submission's rerun proof of work (`validation.rerun`): it must point `rerun_margin` closer
+        to the validator's rerun of its miner's steps than to a rerun on random pages. The loss proof's
+        evaluations are skipped: they decide nothing here, and each costs a pass over pages."""
+        if sampled:
+            pages = self.book.random_train_pages(self.recipe.data.pages_per_round, secret)
+            self.rerunner.start_round(base, pages, secret)
+        proofs = {}
+        for s in sampled:
+            margin = self.rerunner.margin(s.delta, s.hotkey, round_)
+            proofs[s.hotkey] = ({"rerun_margin": margin}, margin >= self.cfg.rerun_margin)
+        return proofs
 
     def judge_helpfulness(self, submissions: list[Submission], results: dict[str, dict]) -> None:
         """Whether each miner's delta may enter the next average: it must help at least a tenth as much as

@@ -40,14 +40,14 @@ Delta = Mapping[str, torch.Tensor]
 """A pseudo-gradient by parameter name; a `CompressedDelta` decodes one parameter at a time."""
 
 STATE_PREFIX = "rerun/"
-"""Prefix of the rerunner's moments among the validator's saved tensors."""
-ADAMW_MOMENTS = ("step", "exp_avg", "exp_avg_sq")
+"""Prefix of the rerunner's AdamW state among the validator's saved tensors."""
+ADAMW_STATE = ("step", "exp_avg", "exp_avg_sq")
 """What AdamW keeps per parameter: a step count (a scalar) and two moments of the parameter's shape."""
 
 CHANCE_SIGMAS = 10.0
-"""A delta must have a cosine above this many 1/√n with the random pages' rerun to point along training
-at all: a random one's is 1/√n at most rarely (one standard deviation); a topk-sign payload's was ~0.1,
-some 60/√n with the default model's 435K parameters (more with more)."""
+"""A delta points along training at all only if its cosine with the random pages' rerun exceeds this
+many 1/√n (n parameters). 1/√n is the standard deviation of a random vector's cosine with any other;
+a topk-sign payload's cosine was ~0.1, 60/√n with the default model's 435K parameters."""
 
 
 class Rerunner:
@@ -55,7 +55,7 @@ class Rerunner:
 
     Call `start_round` with the round's base and random pages, then `margin` for each evaluated delta.
     Besides its trainer it holds two model-sized reruns (random pages, a miner's pages) and two copies
-    of its AdamW moments (before and after the round's random rerun).
+    of its AdamW state (at the start of this round, and at the start of the next).
     """
 
     def __init__(self, recipe: Recipe, book: PageBook, steps: int):
@@ -64,43 +64,44 @@ class Rerunner:
         self.book, self.run_seed = book, recipe.run.seed
         self.base: Delta = {}
         self.random: dict[str, torch.Tensor] = {}
-        self.moments = self.warmed = copy.deepcopy(self.trainer.optimizer.state_dict())
+        self.cold = copy.deepcopy(self.trainer.optimizer.state_dict())
+        self.round_start = self.next_round = self.cold
 
-    def start_round(self, base: Delta, random_pages: list[int], seed: int) -> None:
-        """Rerun from θ_r = `base` on `random_pages` (chosen by the validator's secret), with batches
-        drawn from `seed`: the direction any training takes, which every delta shares. The moments this
-        leaves are the next round's."""
-        self.base, self.moments = base, self.warmed
+    def start_round(self, base: Delta, random_pages: list[int], secret: bytes) -> None:
+        """Rerun from θ_r = `base` on `random_pages`, with batches drawn from the round's `secret`: the
+        direction any training takes, which every delta shares. The AdamW state this leaves is the next
+        round's start."""
+        self.base, self.round_start = base, self.next_round
+        seed = int.from_bytes(secret[:8], "little") >> 2  # a non-negative int64, as `round_seed`'s
         self.random = self.rerun(random_pages, seed)
-        self.warmed = copy.deepcopy(self.trainer.optimizer.state_dict())
+        self.next_round = copy.deepcopy(self.trainer.optimizer.state_dict())
+        if not _fits(self.next_round["state"], self._shapes()):  # a rerun that diverged
+            log.warning("the rerun on random pages left non-finite AdamW moments: the next round starts cold")
+            self.next_round = self.cold
 
     def state_tensors(self) -> dict[str, torch.Tensor]:
-        """The moments the next round's reruns start from, for the validator's committed state: a
+        """The AdamW state the next round's reruns start from, for the validator's committed state: a
         restarted validator reruns as one that never stopped (`tests/test_validator_restart.py`)."""
-        names = [name for name, _ in self.trainer.model.named_parameters()]
+        names = list(self._shapes())
         return {
             f"{STATE_PREFIX}{names[index]}/{key}": value.contiguous()
-            for index, moments in self.warmed["state"].items()
-            for key, value in moments.items()
+            for index, state in self.next_round["state"].items()
+            for key, value in state.items()
         }
 
     def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
-        """Start from the moments `state_tensors` saved (other keys are ignored); ones that do not fit
-        this model leave the rerunner cold, as a new validator's."""
-        params = list(self.trainer.model.named_parameters())
+        """Start from the AdamW state `state_tensors` saved (other keys are ignored). All of it or none:
+        a state that does not fit this model, or that AdamW could not step from, leaves the rerunner
+        cold, as a new validator's."""
         state = {}
-        for index, (name, param) in enumerate(params):
-            moments = {key: tensors.get(f"{STATE_PREFIX}{name}/{key}") for key in ADAMW_MOMENTS}
-            if all(value is None for value in moments.values()):
-                continue
-            if any(
-                value is None or not torch.isfinite(value).all() or value.shape != expected
-                for value, expected in zip(moments.values(), (torch.Size([]), param.shape, param.shape))
-            ):
-                log.warning("the saved rerun moments do not fit this model: the rerunner starts cold")
-                return
-            state[index] = moments
-        self.warmed = {"state": state, "param_groups": self.warmed["param_groups"]}
+        for index, name in enumerate(self._shapes()):
+            keys = [f"{STATE_PREFIX}{name}/{key}" for key in ADAMW_STATE]
+            if any(key in tensors for key in keys):
+                state[index] = {key: tensors.get(full) for key, full in zip(ADAMW_STATE, keys)}
+        if state and (len(state) < len(self._shapes()) or not _fits(state, self._shapes())):
+            log.warning("the saved rerun state does not fit this model: the rerunner starts cold")
+            return
+        self.next_round = {"state": state, "param_groups": self.cold["param_groups"]}
 
     def margin(self, delta: Delta, hotkey: str, round_: int) -> float:
         """cos(Δ, rerun on the pages of `hotkey` in `round_`) / cos(Δ, rerun on the random pages) − 1."""
@@ -109,17 +110,39 @@ class Rerunner:
 
     def rerun(self, pages: list[int], seed: int) -> dict[str, torch.Tensor]:
         """θ_r minus the replica after `steps` AdamW steps on `pages`, batches from `seed`, from the
-        moments of the round's start."""
+        AdamW state of the round's start."""
         model = self.trainer.model
         with torch.no_grad():
             for name, param in model.named_parameters():
                 param.copy_(self.base[name])
         # A copy: loading keeps the tensors it is given, and the steps below update them in place.
-        self.trainer.optimizer.load_state_dict(copy.deepcopy(self.moments))
+        self.trainer.optimizer.load_state_dict(copy.deepcopy(self.round_start))
         self.trainer.train_round(self.book, pages, torch.Generator().manual_seed(seed), math.inf)
         return {
             name: self.base[name] - param.detach().cpu().float() for name, param in model.named_parameters()
         }
+
+    def _shapes(self) -> dict[str, torch.Size]:
+        return {name: param.shape for name, param in self.trainer.model.named_parameters()}
+
+
+def _fits(state: dict[int, dict], shapes: dict[str, torch.Size]) -> bool:
+    """Whether per-parameter AdamW `state` (by parameter index) is one AdamW can step from: float
+    tensors of the right shapes, finite, a whole step count ≥ 0, a second moment ≥ 0."""
+    for index, shape in enumerate(shapes.values()):
+        if index not in state:
+            continue
+        step, first, second = (state[index].get(key) for key in ADAMW_STATE)
+        tensors = (step, first, second)
+        if any(not isinstance(t, torch.Tensor) or not t.dtype.is_floating_point for t in tensors):
+            return False
+        if step.shape != torch.Size([]) or first.shape != shape or second.shape != shape:
+            return False
+        if not all(torch.isfinite(t).all() for t in tensors):
+            return False
+        if step < 0 or step != step.round() or (second < 0).any():
+            return False
+    return True
 
 
 def direction_margin(delta: Delta, own: Delta, reference: Delta) -> float:
@@ -132,15 +155,19 @@ def direction_margin(delta: Delta, own: Delta, reference: Delta) -> float:
     values, whose cosine with anything is within a few 1/√n of 0 for n parameters): no bar passes it."""
     dot_own = dot_reference = square = square_own = square_reference = 0.0
     count = 0
-    for name, own_value in own.items():
-        value, own_value, ref = delta[name].flatten().float(), own_value.flatten(), reference[name].flatten()
-        dot_own += float(value @ own_value)
+    for name, own_tensor in own.items():
+        # In float64: a delta of norm ~1e19 would overflow float32's squares.
+        value = delta[name].flatten().double()
+        mine, ref = own_tensor.flatten().double(), reference[name].flatten().double()
+        dot_own += float(value @ mine)
         dot_reference += float(value @ ref)
         square += float(value @ value)
-        square_own += float(own_value @ own_value)
+        square_own += float(mine @ mine)
         square_reference += float(ref @ ref)
         count += value.numel()
     scale = math.sqrt(square * square_reference)
+    if not math.isfinite(dot_own + dot_reference + square + square_own + square_reference):
+        return -1.0
     if scale == 0.0 or square_own == 0.0 or dot_reference / scale <= CHANCE_SIGMAS / math.sqrt(count):
         return -1.0
     return (dot_own / math.sqrt(square_own)) / (dot_reference / math.sqrt(square_reference)) - 1.0

@@ -47,6 +47,8 @@ def test_the_margin_is_how_much_closer_a_delta_points_to_its_own_rerun():
     assert direction_margin({"w": torch.cat([half, 2 * half])}, own, reference) == pytest.approx(-0.5)
     zero = {"w": torch.zeros(10_000)}
     assert direction_margin(zero, own, reference) == -1.0
+    for huge in (1e20, 3e38, math.inf, math.nan):  # squares past float32, or not numbers at all
+        assert direction_margin({"w": torch.cat([2 * half, half]) * huge}, own, reference) in (1.0, -1.0)
     assert direction_margin(own, own, reference) == -1.0  # orthogonal to the reference: along no training
 
 
@@ -66,7 +68,7 @@ def test_every_rerun_of_a_round_starts_from_the_same_moments(book):
     pages = book.assignment("miner-a", 0)
     first_round = []
     for _ in range(2):
-        rerunner.start_round(snapshot(model), book.random_train_pages(16, b"secret"), seed=1)
+        rerunner.start_round(snapshot(model), book.random_train_pages(16, b"secret"), b"round")
         first_round.append(rerunner.rerun(pages, seed=5))
         again = rerunner.rerun(pages, seed=5)
         assert all(torch.equal(first_round[-1][name], again[name]) for name in again)
@@ -82,20 +84,31 @@ def test_a_rerunner_restored_from_its_saved_state_reruns_as_one_that_never_stopp
         book.assignment("miner-a", 0),
     )
     running = Rerunner(RECIPE, book, steps=3)
-    running.start_round(base, randoms, seed=1)
+    running.start_round(base, randoms, b"round 1")
     saved = running.state_tensors()
     restored, cold = Rerunner(RECIPE, book, steps=3), Rerunner(RECIPE, book, steps=3)
     restored.load_state_tensors({**saved, "sketch/someone": torch.zeros(4)})  # other keys are left alone
     for rerunner in (running, restored, cold):
-        rerunner.start_round(base, randoms, seed=2)
+        rerunner.start_round(base, randoms, b"round 2")
     expected = running.rerun(pages, seed=5)
     assert all(torch.equal(restored.rerun(pages, seed=5)[name], value) for name, value in expected.items())
     assert not all(torch.equal(cold.rerun(pages, seed=5)[name], value) for name, value in expected.items())
-    # Moments that do not fit the model (a state written for another one) leave a rerunner cold.
-    name = next(key for key in saved if key.endswith("/exp_avg"))
-    misfit = Rerunner(RECIPE, book, steps=3)
-    misfit.load_state_tensors({**saved, name: torch.zeros(3)})
-    assert misfit.state_tensors() == {}
+    # A state that does not fit the model (written for another one), that AdamW could not step from, or
+    # that is partial leaves a rerunner cold: none of it is loaded.
+    exp_avg = next(key for key in saved if key.endswith("/exp_avg"))
+    exp_avg_sq, step = exp_avg.replace("/exp_avg", "/exp_avg_sq"), exp_avg.replace("/exp_avg", "/step")
+    for broken in (
+        {**saved, exp_avg: torch.zeros(3)},
+        {**saved, exp_avg: torch.full_like(saved[exp_avg], math.nan)},
+        {**saved, exp_avg_sq: -saved[exp_avg_sq] - 1},
+        {**saved, step: torch.tensor(-5.0)},
+        {**saved, step: torch.tensor(1.5)},
+        {key: value for key, value in saved.items() if key != exp_avg},
+        {key: value for key, value in saved.items() if not key.startswith(exp_avg.rsplit("/", 1)[0] + "/")},
+    ):
+        misfit = Rerunner(RECIPE, book, steps=3)
+        misfit.load_state_tensors(broken)
+        assert misfit.state_tensors() == {}
 
 
 def test_a_delta_trained_on_the_miners_pages_passes_and_one_from_other_pages_does_not(book):
@@ -113,7 +126,8 @@ def test_a_delta_trained_on_the_miners_pages_passes_and_one_from_other_pages_doe
     trained = build_model(RECIPE.model, RECIPE.run.seed)
     for round_ in range(4):
         base = snapshot(theta)
-        rerunner.start_round(base, book.random_train_pages(16, f"secret{round_}".encode()), seed=round_)
+        secret = f"secret{round_}".encode()
+        rerunner.start_round(base, book.random_train_pages(16, secret), secret)
         margins, deltas = {}, {}
         for pages_of, (trainer, feedback) in miners.items():
             trainer.start_from(theta)
