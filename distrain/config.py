@@ -184,8 +184,8 @@ class ValidatorConfig:
     `assignment_margin`. `rerun`: the validator reruns the start of the miner's round itself
     (`rerun_steps` inner steps from θ_r on the miner's pages and batch seed, and as many on random
     pages), and the delta must point closer to the first rerun than to the second by `rerun_margin`.
-    It costs those steps for every evaluated miner, but judges payloads too thin for `loss`
-    (`topk-sign`; README, scoring)."""
+    It costs those steps for every evaluated miner (`max_evaluations` bounds them), but judges payloads
+    too thin for `loss` (`topk-sign`; README, scoring)."""
     rerun_steps: int = 16
     """Inner steps of each rerun (`proof_of_work: rerun`), at most the recipe's `inner.steps`."""
     rerun_margin: float = 0.06
