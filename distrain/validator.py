@@ -35,7 +35,7 @@ from distrain.validation import ScoreBook
 from distrain.validation.copies import Sketcher, find_copies
 from distrain.validation.evaluate import Evaluator
 from distrain.validation.persistence import ValidatorStore, sketches_from_tensors, sketches_to_tensors
-from distrain.validation.rerun import Rerunner
+from distrain.validation.rerun import Rerunner, rerun_verdicts
 
 log = logging.getLogger("distrain.validator")
 
@@ -248,16 +248,16 @@ class Validator(Node):
         self, round_: int, base: dict, sampled: list[Submission], secret: bytes
     ) -> dict[str, tuple[dict, bool]]:
         """Each submission's rerun proof of work (`validation.rerun`): it must point `rerun_margin` closer
-        to the validator's rerun of its miner's steps than to a rerun on random pages. The loss proof's
-        evaluations are skipped: they decide nothing here, and each costs a pass over pages."""
-        if sampled:
-            pages = self.book.random_train_pages(self.recipe.data.pages_per_round, secret)
-            self.rerunner.start_round(base, pages, secret)
-        proofs = {}
-        for s in sampled:
-            margin = self.rerunner.margin(s.delta, s.hotkey, round_)
-            proofs[s.hotkey] = ({"rerun_margin": margin}, margin >= self.cfg.rerun_margin)
-        return proofs
+        to the validator's rerun of its miner's steps than to a rerun on random pages, and reach
+        `rerun_median_share` of the round's median margin. The loss proof's evaluations are skipped: they
+        decide nothing here, and each costs a pass over pages."""
+        if not sampled:
+            return {}
+        pages = self.book.random_train_pages(self.recipe.data.pages_per_round, secret)
+        self.rerunner.start_round(base, pages, secret)
+        margins = {s.hotkey: self.rerunner.margin(s.delta, s.hotkey, round_) for s in sampled}
+        passed = rerun_verdicts(margins, self.cfg.rerun_margin, self.cfg.rerun_median_share)
+        return {hotkey: ({"rerun_margin": margin}, passed[hotkey]) for hotkey, margin in margins.items()}
 
     def judge_helpfulness(self, submissions: list[Submission], results: dict[str, dict]) -> None:
         """Whether each miner's delta may enter the next average: it must help at least a tenth as much as

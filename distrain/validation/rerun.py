@@ -25,6 +25,7 @@ import copy
 import dataclasses
 import logging
 import math
+import statistics
 from collections.abc import Mapping
 
 import torch
@@ -144,6 +145,15 @@ def _fits(state: dict[int, dict], shapes: dict[str, torch.Size]) -> bool:
         if step < 0 or step != step.round() or (second < 0).any():
             return False
     return True
+
+
+def rerun_verdicts(margins: dict[str, float], floor: float, median_share: float) -> dict[str, bool]:
+    """Which of a round's margins pass: each must reach `floor` and `median_share` of the round's median.
+    Honest margins grow over a run while a cheater's stay low, so a fixed floor that early rounds need
+    passes a cheater later; the median follows the honest majority, and the floor holds where cheaters
+    are the majority (or alone)."""
+    bar = max(floor, median_share * statistics.median(margins.values())) if margins else floor
+    return {hotkey: margin >= bar for hotkey, margin in margins.items()}
 
 
 def direction_margin(delta: Delta, own: Delta, reference: Delta) -> float:

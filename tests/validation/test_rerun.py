@@ -14,7 +14,7 @@ from distrain.models import build_model
 from distrain.training import InnerTrainer, pseudo_gradient
 from distrain.training.outer import snapshot
 from distrain.training.plan import Plan, round_seed, train
-from distrain.validation.rerun import Rerunner, direction_margin
+from distrain.validation.rerun import Rerunner, direction_margin, rerun_verdicts
 
 RECIPE = load_recipe(
     None,
@@ -50,6 +50,17 @@ def test_the_margin_is_how_much_closer_a_delta_points_to_its_own_rerun():
     for huge in (1e20, 3e38, math.inf, math.nan):  # squares past float32, or not numbers at all
         assert direction_margin({"w": torch.cat([2 * half, half]) * huge}, own, reference) in (1.0, -1.0)
     assert direction_margin(own, own, reference) == -1.0  # orthogonal to the reference: along no training
+
+
+def test_a_margin_must_reach_the_floor_and_a_share_of_the_rounds_median():
+    # Late in a run (swarm figures): honest margins 0.3-0.5, a cheater's 0.094, above the floor alone.
+    late = {"a": 0.43, "b": 0.43, "c": 0.24, "d": 0.27, "cheat": 0.094}
+    assert rerun_verdicts(late, 0.06, 0.5) == {"a": True, "b": True, "c": True, "d": True, "cheat": False}
+    # Where most margins are low (cheaters in the majority, or one miner), the floor alone decides.
+    low = {"a": 0.07, "b": 0.01, "c": -1.0}
+    assert rerun_verdicts(low, 0.06, 0.5) == {"a": True, "b": False, "c": False}
+    assert rerun_verdicts({"alone": 0.061}, 0.06, 0.5) == {"alone": True}
+    assert rerun_verdicts({}, 0.06, 0.5) == {}
 
 
 def test_random_values_point_along_no_rerun():
