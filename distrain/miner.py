@@ -36,6 +36,9 @@ from distrain.training.outer import snapshot
 from distrain.training.plan import Plan, round_seed, train
 from distrain.training.state import StateError, load_state
 
+JUDGED_POLL_SECONDS = 0.25
+"""How often a miner at the end of a finite run looks for the validator's guidance."""
+
 log = logging.getLogger("distrain.miner")
 
 
@@ -91,6 +94,7 @@ class Miner(Node):
         while self.options.rounds is None or round_ < self.options.rounds:
             fp = self.run_round(round_, fp)
             round_ += 1
+        self.serve_until_judged(round_)
         self.cluster.broadcast(None)  # no plan: the other processes stop
         self.cluster.finish()
 
@@ -167,6 +171,16 @@ class Miner(Node):
             self.checkpoint.wait()  # the last round's commit may still be being written
         finally:
             super().close()
+
+    def serve_until_judged(self, next_round: int) -> None:
+        """At the end of a finite run, keep serving the last payload until the leading validator has
+        published its guidance for `next_round` (it has fetched and judged the last round), or for one
+        round at most. Leaving at once raced the validator's fetches: in one swarm of seven, it found
+        three of five miners gone (`unreachable`), and its last θ averaged two deltas where the miners'
+        averaged five."""
+        deadline = self.clock.end(next_round)
+        while time.time() < deadline and self.leading_record(next_round, "checkpoint") is None:
+            time.sleep(JUDGED_POLL_SECONDS)
 
     def follow_validator(
         self, round_: int, base: dict, base_fp: list[float]

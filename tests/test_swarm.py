@@ -15,6 +15,7 @@ import psutil
 import pytest
 from swarm_helpers import wait_for
 
+from distrain.network.errors import FETCH_ERRORS
 from distrain.swarm import Member, ProcessGroup
 
 ROUNDS, STEPS, BATCH, CONTEXT = 4, 10, 16, 64
@@ -107,6 +108,14 @@ def test_progress_is_printed_per_round(swarm_run):
 def test_the_validator_records_the_time_of_gathering_and_evaluating(swarm_run):
     rounds = [e for e in events(swarm_run[0], "validator-0") if not e.get("initial")]
     assert rounds and all(e["gather_seconds"] >= 0 and e["evaluate_seconds"] > 0 for e in rounds), rounds
+
+
+def test_every_payload_of_the_last_round_reaches_the_validator(swarm_run):
+    """Miners keep serving after their last round until the validator has judged it: leaving at once
+    raced its fetches (`Miner.serve_until_judged`)."""
+    audit = (swarm_run[0] / "validator-0" / "state" / "audit.jsonl").read_text().splitlines()
+    last = [record for record in map(json.loads, audit) if record["round"] == ROUNDS - 1]
+    assert len(last) == 3 and not any(record["reason"] in FETCH_ERRORS for record in last), last
 
 
 # -- the two-process miner ---------------------------------------------------------------------------
