@@ -55,9 +55,9 @@ a topk-sign payload's cosine was ~0.1, 60/√n with the default model's 435K par
 class Rerunner:
     """A validator's own inner trainer, which reruns the first `steps` inner steps of a round from θ_r.
 
-    Call `start_round` with the round's base and random pages, then `margin` for each evaluated delta.
-    Besides its trainer it holds two model-sized reruns (random pages, a miner's pages) and two copies
-    of its AdamW state (at the start of this round, and at the start of the next).
+    Call `start_round` with the round's base, random pages and secret, then `margin` for each evaluated
+    delta. Besides its trainer it holds two model-sized reruns (random pages, a miner's pages) and two
+    copies of its AdamW state (at the start of this round, and at the start of the next).
     """
 
     def __init__(self, recipe: Recipe, book: PageBook, steps: int):
