@@ -115,8 +115,8 @@ In two 8-round swarms of topk-sign at its H and lr, 4 honest miners and a `wrong
 Performance), the loss margins were 0.005 ± 0.003 nats for honest rounds and 0.001 ± 0.004 for the
 cheater's: at the sparse bar of 0.007, 47 of 64 honest rounds were flagged and 2 of 16 of the cheater's
 passed (it ended with 26% of the weight in one run); no bar flagged under a fifth of the honest rounds
-while passing under half of the cheater's. With the rerun proof, the same swarm flagged none of the
-honest rounds (README, scoring)."""
+while passing under half of the cheater's. With the rerun proof, two such swarms at lr 10 flagged none
+of 61 honest rounds and passed none of 15 cheating ones (README, scoring)."""
 
 
 def recipe_advice(recipe: Recipe) -> list[str]:
