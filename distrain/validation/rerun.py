@@ -63,6 +63,7 @@ class Rerunner:
     def __init__(self, recipe: Recipe, book: PageBook, steps: int):
         inner = dataclasses.replace(recipe.inner, steps=steps)
         self.trainer = InnerTrainer(build_model(recipe.model, recipe.run.seed), inner)
+        self.shapes = {name: param.shape for name, param in self.trainer.model.named_parameters()}
         self.book, self.run_seed = book, recipe.run.seed
         self.base: Delta = {}
         self.random: dict[str, torch.Tensor] = {}
@@ -77,14 +78,14 @@ class Rerunner:
         seed = int.from_bytes(secret[:8], "little") >> 2  # a non-negative int64, as `round_seed`'s
         self.random = self.rerun(random_pages, seed)
         self.next_round = copy.deepcopy(self.trainer.optimizer.state_dict())
-        if not _fits(self.next_round["state"], self._shapes()):  # a rerun that diverged
+        if not _fits(self.next_round["state"], self.shapes):  # a rerun that diverged
             log.warning("the rerun on random pages left non-finite AdamW moments: the next round starts cold")
             self.next_round = self.cold
 
     def state_tensors(self) -> dict[str, torch.Tensor]:
         """The AdamW state the next round's reruns start from, for the validator's committed state: a
         restarted validator reruns as one that never stopped (`tests/test_validator_restart.py`)."""
-        names = list(self._shapes())
+        names = list(self.shapes)
         return {
             f"{STATE_PREFIX}{names[index]}/{key}": value.contiguous()
             for index, state in self.next_round["state"].items()
@@ -96,11 +97,11 @@ class Rerunner:
         a state that does not fit this model, or that AdamW could not step from, leaves the rerunner
         cold, as a new validator's."""
         state = {}
-        for index, name in enumerate(self._shapes()):
+        for index, name in enumerate(self.shapes):
             keys = [f"{STATE_PREFIX}{name}/{key}" for key in ADAMW_STATE]
             if any(key in tensors for key in keys):
                 state[index] = {key: tensors.get(full) for key, full in zip(ADAMW_STATE, keys)}
-        if state and (len(state) < len(self._shapes()) or not _fits(state, self._shapes())):
+        if state and (len(state) < len(self.shapes) or not _fits(state, self.shapes)):
             log.warning("the saved rerun state does not fit this model: the rerunner starts cold")
             return
         self.next_round = {"state": state, "param_groups": self.cold["param_groups"]}
@@ -123,9 +124,6 @@ class Rerunner:
         return {
             name: self.base[name] - param.detach().cpu().float() for name, param in model.named_parameters()
         }
-
-    def _shapes(self) -> dict[str, torch.Size]:
-        return {name: param.shape for name, param in self.trainer.model.named_parameters()}
 
 
 def _fits(state: dict[int, dict], shapes: dict[str, torch.Size]) -> bool:
