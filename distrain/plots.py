@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import matplotlib
@@ -91,6 +92,22 @@ def _bytes_label(value: float) -> str:
     return f"{value:g} B"
 
 
+def _other_colours() -> Iterator:
+    """Colours for benchmark runs other than ddp and the recommended ones, which keep black and red."""
+    return iter(plt.cm.tab20([i / 20 for i in range(20) if i not in (6, 7, 14, 15)]))
+
+
+def _run_style(name: str, inner_steps: int, codec: str, others: Iterator) -> dict:
+    """How a benchmark run is drawn: ddp dashed black, the recommended preset red (dotted at another
+    H), every other run the next of `others`."""
+    style = {"label": f"{name} (H={inner_steps}, {codec})", "color": next(others)}
+    if name == "ddp":
+        style.update(color="black", linestyle="--")
+    elif name.startswith("recommended"):
+        style.update(color=CHEAT, linewidth=2.5, linestyle="-" if name == "recommended" else ":")
+    return style
+
+
 def plot_convergence(results: list, path: Path) -> None:
     """Validation loss against bytes each miner uploaded (log scale), one line per benchmark run.
 
@@ -98,17 +115,11 @@ def plot_convergence(results: list, path: Path) -> None:
     question each compressed run answers is how far left it moves without rising.
     """
     fig, ax = plt.subplots(figsize=(10, 5.5))
-    # Red and black are kept for the recommended runs and the ddp baseline.
-    others = iter(plt.cm.tab20([i / 20 for i in range(20) if i not in (6, 7, 14, 15)]))
+    others = _other_colours()
     for result in results:
         points = [(max(x, 1.0), loss) for x, loss in result.curve[1:]]  # log axis: start after round 1
-        style = {"marker": ".", "label": f"{result.name} (H={result.inner_steps}, {result.codec})"}
-        style["color"] = next(others)
-        if result.name == "ddp":
-            style.update(color="black", linestyle="--")
-        elif result.name.startswith("recommended"):
-            style.update(color=CHEAT, linewidth=2.5, linestyle="-" if result.name == "recommended" else ":")
-        ax.plot(*zip(*points), **style)
+        style = _run_style(result.name, result.inner_steps, result.codec, others)
+        ax.plot(*zip(*points), marker=".", **style)
     ax.set_xscale("log")
     # Decades in B/kB/MB/GB; matplotlib's default also labels minor ticks (2×10⁶, 3×10⁶...) until they overlap.
     ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: _bytes_label(x)))
@@ -119,6 +130,31 @@ def plot_convergence(results: list, path: Path) -> None:
         title="Loss against communication: the same model, data and token budget in every run",
     )
     ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_rounds(runs: list[dict], path: Path) -> None:
+    """Validation loss against inner steps per miner, for `distrain bench rounds`: one line per run and
+    seed (the seeds of a run share its colour and label), so runs of different H compare at equal
+    tokens and a curve shows where a run gains or loses ground. Each line starts after its first
+    round: the initial loss would flatten the rest."""
+    fig, ax = plt.subplots(figsize=(10, 5.5))
+    others, styles = _other_colours(), {}
+    for run in runs:
+        name = run["name"]
+        style = styles.get(name) or _run_style(name, run["inner_steps"], run["codec"], others)
+        styles[name] = {**style, "label": None}  # later seeds: the same colour, no second legend entry
+        steps = [run["inner_steps"] * i for i in range(1, len(run["curve"]))]
+        ax.plot(steps, run["curve"][1:], marker=".", markersize=3, **style)
+    ax.set(
+        xlabel="inner steps per miner (tokens are proportional)",
+        ylabel="validation loss (nats/byte)",
+        title="Loss against training: the same model, data and token budget in every run",
+    )
+    ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
     fig.tight_layout()
     fig.savefig(path, dpi=110)

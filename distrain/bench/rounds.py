@@ -15,6 +15,7 @@ convergence` remains the measurement of record.
     distrain bench rounds --only recommended --set outer.lr=2 --set compression.error_decay=0.9
     distrain bench rounds --only recommended --seed 0,1,2       # each seed, then their mean
     distrain bench rounds --scale gpu --json --seed 1
+    distrain bench rounds --only recommended,templar --seed 0,1 --out runs/rounds   # + JSON and PNG
     python -m distrain.bench.rounds --scale gpu ...   # the same, where the distrain CLI's deps are missing
 
 The runs and their names are those of `bench convergence` (see its plan); `--set` applies to every
@@ -32,6 +33,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 from distrain.bench.plan import BenchRun, Scale, add_plan_arguments, bench_hotkeys, plan_from_args
 from distrain.compression import RECOMMENDED, ErrorFeedback
@@ -155,9 +157,18 @@ def cmd_rounds(args: argparse.Namespace) -> int:
             echo(
                 f"{run.name:18s} mean of {len(losses)} seeds: {means[run.name]:.4f} ± {spreads[run.name]:.4f} (sd)"
             )
+    report = {"runs": [asdict(r) for r in results], "mean_final_loss": means, "sd_final_loss": spreads}
+    report.update(recommended=RECOMMENDED, set=settings)
     if args.json:
-        report = {"runs": [asdict(r) for r in results], "mean_final_loss": means, "sd_final_loss": spreads}
-        print(json.dumps({**report, "recommended": RECOMMENDED, "set": settings}))
+        print(json.dumps(report))
+    if args.out:
+        from distrain.plots import plot_rounds  # matplotlib only where a picture is asked for
+
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "rounds.json").write_text(json.dumps(report, indent=1))
+        plot_rounds(report["runs"], out / "rounds.png")
+        echo(f"rounds.json and rounds.png in {out.resolve()}")
     return 0
 
 
@@ -172,6 +183,11 @@ def add_rounds_command(subparsers: argparse._SubParsersAction) -> None:
 
 def add_rounds_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help='print one JSON object {"runs": [...]}')
+    parser.add_argument(
+        "--out",
+        default=None,
+        help="also write rounds.json and rounds.png (loss against steps) to this folder",
+    )
     add_plan_arguments(parser)
     parser.add_argument(
         "--seed",
