@@ -1,7 +1,6 @@
 """`distrain bench convergence`: the plan of runs, the targets, and a small real run end to end."""
 
 import argparse
-import dataclasses
 import json
 import subprocess
 import sys
@@ -58,18 +57,24 @@ def test_an_h_that_does_not_divide_the_steps_is_refused():
         plan_runs(Scale(miners=2, steps=24, diloco_steps=(7,)), codec_steps=24, codecs=["fp32"])
 
 
-def test_a_preset_runs_at_the_h_it_was_measured_at_unless_codec_steps_says_otherwise():
-    (preset, steps), *_ = PRESET_INNER_STEPS.items()
-    by_name = {run.name: run for run in _plan()[2]}
-    assert by_name[preset].inner_steps == steps != 24 and by_name["recommended"].inner_steps == 24
-    assert {run.inner_steps for run in _plan("--codec-steps", "12", "--only", preset)[2]} == {12}
+def test_codecs_run_at_the_h_the_recommended_preset_was_measured_at_unless_codec_steps_says_otherwise():
+    steps = PRESET_INNER_STEPS[RECOMMENDED]
+    base, _, runs, _ = _plan()
+    by_name = {run.name: run for run in runs}
+    codec_runs = [run for run in runs if run.codec != "fp32" and run.name != "recommended-h48"]
+    assert base.inner.steps == steps != 24 and {run.inner_steps for run in codec_runs} == {steps}
+    # ... where uncompressed DiLoCo runs too, so that the targets compare them at the same H.
+    assert by_name[f"diloco-h{steps}"].inner_steps == by_name[f"diloco-h{steps}-avg"].inner_steps == steps
+    assert {run.inner_steps for run in _plan("--codec-steps", "12", "--only", "recommended,templar")[2]} == {
+        12
+    }
     # Only the runs asked for must divide the steps: 24 steps leave no room for H = 16.
-    assert [run.name for run in _plan("--steps", "24", "--only", "ddp,recommended")[2]] == [
+    assert [run.name for run in _plan("--steps", "24", "--only", "ddp,diloco-h24")[2]] == [
         "ddp",
-        "recommended",
+        "diloco-h24",
     ]
-    with pytest.raises(RecipeError, match=f"{preset}: H={steps} does not divide --steps 24"):
-        _plan("--steps", "24", "--diloco-steps", "12,24")
+    with pytest.raises(RecipeError, match=f"recommended: H={steps} does not divide --steps 24"):
+        _plan("--steps", "24", "--only", "ddp,recommended")
 
 
 def test_rounds_leave_the_validator_time_to_keep_up():
@@ -125,15 +130,14 @@ def test_targets_compare_the_runs_they_name():
     assert not checks["recommended within 3% of ddp"]["met"]  # 3.5% above ddp
     assert checks["recommended sends >= 10,000x fewer bytes than ddp"]["fewer_bytes"] == 20_000
     assert all(c["equal_tokens"] for c in checks.values())
-    # A preset with an H of its own was chosen for the ddp target, and is checked against it too.
-    (preset, steps), *_ = PRESET_INNER_STEPS.items()
-    sign = dataclasses.replace(_result(preset, 2.05, 8e4), codec=preset, inner_steps=steps)
-    checks = {c["target"]: c for c in target_checks([*results, sign], codec_steps=24)}
+    # The recommended preset at a longer H is checked against ddp too; the other codecs are not.
+    longer = _result("recommended-h48", 2.05, 8e3)
+    checks = {c["target"]: c for c in target_checks([*results, longer], codec_steps=24)}
     assert (
-        checks[f"{preset} within 3% of ddp"]["met"]
-        and checks[f"{preset} within 3% of ddp"]["loss_gap"] == 0.025
+        checks["recommended-h48 within 3% of ddp"]["met"]
+        and checks["recommended-h48 within 3% of ddp"]["loss_gap"] == 0.025
     )
-    assert checks[f"{preset} sends >= 10,000x fewer bytes than ddp"]["met"]
+    assert checks["recommended-h48 sends >= 10,000x fewer bytes than ddp"]["met"]
     assert "templar sends >= 10,000x fewer bytes than ddp" not in checks
 
 
@@ -223,11 +227,12 @@ def test_bench_rounds_reproduces_the_swarms_losses_in_one_process(bench_run):
         assert sent == pytest.approx(swarm["bytes_per_miner"], rel=0.02)
 
 
-def test_bench_rounds_runs_each_seed_and_reports_their_mean(bench_run):
+def test_bench_rounds_runs_each_seed_and_reports_their_mean(bench_run, tmp_path):
     out, _ = bench_run
     command = [
         sys.executable, "-m", "distrain.bench.rounds", "--json", "--recipe", str(out / "recipe.yaml"),
         "--steps", "2", "--diloco-steps", "2", "--codec-steps", "2", "--only", "recommended", "--seed", "0,1",
+        "--out", str(tmp_path / "rounds"),
     ]  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -238,6 +243,9 @@ def test_bench_rounds_runs_each_seed_and_reports_their_mean(bench_run):
     assert report["mean_final_loss"] == {"recommended": pytest.approx(sum(losses) / 2)}
     assert report["sd_final_loss"] == {"recommended": pytest.approx(abs(losses[0] - losses[1]) / 2**0.5)}
     assert "recommended        mean of 2 seeds:" in result.stderr
+    # --out keeps the same report beside a picture of it.
+    assert json.loads((tmp_path / "rounds" / "rounds.json").read_text()) == report
+    assert (tmp_path / "rounds" / "rounds.png").read_bytes().startswith(b"\x89PNG")
 
 
 def _plan(*argv: str):
@@ -261,7 +269,7 @@ def test_set_overrides_the_base_and_every_run_after_its_own_settings():
     # The runs that plain averaging defines keep it, and take the rest: the codecs are held to them.
     _, _, runs, _ = _plan("--set", "outer.lr=5", "--set", "outer.average=senders")
     by_name = {run.name: run for run in runs}
-    for name in ("ddp", "diloco-h24-avg"):
+    for name in ("ddp", f"diloco-h{PRESET_INNER_STEPS[RECOMMENDED]}-avg"):
         assert by_name[name].overrides == {**PLAIN_AVERAGING, "outer.average": "senders"}, name
     with pytest.raises(RecipeError, match="--set takes KEY=VALUE"):
         _plan("--set", "outer.lr")

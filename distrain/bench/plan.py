@@ -8,14 +8,18 @@ only in how often miners exchange (H, inner steps per round) and how:
     ddp              H = 1, fp32, outer step = plain averaging (lr 1, no momentum): each miner's AdamW
                      step is averaged after every step, the DDP-equivalent of this protocol
     diloco-h{H}      H inner steps, fp32, the recipe's Nesterov outer step (uncompressed DiLoCo)
-    diloco-h{H}-avg  the same at the recipe's H with plain averaging, which does better in short runs:
+    diloco-h{H}-avg  the same at the codecs' H with plain averaging, which does better in short runs:
                      the codecs are held to the better of the two
-    {codec}          DiLoCo at the recipe's H with each compression preset, or at the H the preset
-                     was measured at (`PRESET_INNER_STEPS`: topk-sign's 16) unless --codec-steps sets
-                     one for all; the recommended one is named `recommended`, and `recommended-h{H}`
-                     runs it at the largest H as well. Sparse presets run with the outer step they are
-                     meant for (plain SGD at `SPARSE_OUTER_LR`: their error feedback stands in for
-                     outer momentum)
+    {codec}          DiLoCo with each compression preset at the codecs' H: the one the recommended
+                     preset was measured at (`PRESET_INNER_STEPS`: topk-sign's 16), or --codec-steps.
+                     The recommended one is named `recommended`, and `recommended-h{H}` runs it at
+                     the largest H as well.
+                     Sparse presets run with the outer step they are meant for (plain SGD at
+                     `SPARSE_OUTER_LR`: their error feedback stands in for outer momentum)
+
+Every codec runs at the recommended preset's H so that the targets compare it with uncompressed DiLoCo
+and templar's configuration at equal H: with the same tokens, every codec measured ended lower at H = 16
+than at 24 (README, Performance).
 """
 
 from __future__ import annotations
@@ -109,20 +113,18 @@ def plan_runs(
     scale: Scale,
     codec_steps: int,
     codecs: list[str],
-    preset_steps: bool = True,
     only: list[str] | None = None,
 ) -> list[BenchRun]:
     """ddp, uncompressed DiLoCo at each H (and with plain averaging at the codecs' H), each codec at
-    `codec_steps` (at its own H instead with `preset_steps`, where it has one), the recommended one at
-    the largest H too; of these, the runs named in `only` if it is given."""
+    `codec_steps`, the recommended one at the largest H too; of these, the runs named in `only` if it
+    is given."""
     runs = [_plain_averaging("ddp", 1)]
     runs += [BenchRun(f"diloco-h{h}", h, UNCOMPRESSED) for h in sorted({*scale.diloco_steps, codec_steps})]
     runs.append(_plain_averaging(f"diloco-h{codec_steps}-avg", codec_steps))
     for codec in codecs:
         if codec != UNCOMPRESSED:
             name = "recommended" if codec == RECOMMENDED else codec
-            steps = PRESET_INNER_STEPS.get(codec, codec_steps) if preset_steps else codec_steps
-            runs.append(BenchRun(name, steps, codec, outer_overrides(codec)))
+            runs.append(BenchRun(name, codec_steps, codec, outer_overrides(codec)))
     if RECOMMENDED in codecs and max(scale.diloco_steps) > codec_steps:
         longest = max(scale.diloco_steps)
         runs.append(BenchRun(f"recommended-h{longest}", longest, RECOMMENDED, outer_overrides(RECOMMENDED)))
@@ -175,13 +177,10 @@ def plan_from_args(args: argparse.Namespace) -> tuple[Recipe, Scale, list[BenchR
         raise RecipeError(f"unknown codecs {unknown}, expected names from {sorted(CODECS)}")
     settings = settings_from_args(args)
     base = derive_recipe(load_recipe(args.recipe, scale.recipe_overrides), settings)
-    if args.codec_steps:
-        base = derive_recipe(base, {"inner.steps": args.codec_steps})
+    codec_steps = args.codec_steps or PRESET_INNER_STEPS.get(RECOMMENDED, base.inner.steps)
+    base = derive_recipe(base, {"inner.steps": codec_steps})
     only = args.only.split(",") if args.only else None
-    runs = [
-        run.with_settings(settings)
-        for run in plan_runs(scale, base.inner.steps, codecs, preset_steps=not args.codec_steps, only=only)
-    ]
+    runs = [run.with_settings(settings) for run in plan_runs(scale, codec_steps, codecs, only=only)]
     return base, scale, runs, settings
 
 
@@ -196,7 +195,7 @@ def add_plan_arguments(parser: argparse.ArgumentParser) -> None:
         "--codec-steps",
         type=int,
         default=None,
-        help="H of every codec run (default: the recipe's inner.steps, or the H a preset was measured at)",
+        help="H of every codec run (default: the H the recommended preset was measured at)",
     )
     parser.add_argument("--only", default=None, help="comma-separated run names to run (default: all)")
     parser.add_argument("--codecs", default=None, help="comma-separated codecs (default: every preset)")

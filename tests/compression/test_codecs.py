@@ -230,7 +230,7 @@ def test_non_finite_values_and_scales_are_rejected(name):
 def test_recipe_advice_names_the_measured_settings_of_sparse_codecs():
     assert recipe_advice(load_recipe(None)) == []  # fp16: the recipe's own outer step and margin
     advice = recipe_advice(
-        load_recipe(None, ["--compression.codec", RECOMMENDED, "--compression.error_decay", "0.95"])
+        load_recipe(None, ["--compression.codec", "topk", "--compression.error_decay", "0.95"])
     )
     assert len(advice) == 3
     assert "--outer.lr 3.0 --outer.momentum 0.0 --outer.nesterov false" in advice[0]
