@@ -74,7 +74,9 @@ class Validator(Node):
         self.sketches = sketches_from_tensors(saved_tensors)
         if self.rerunner is not None:
             self.rerunner.load_state_tensors(saved_tensors)
-        self.scores = ScoreBook(self.cfg.ema, state["scores"])
+        self.scores = ScoreBook(
+            self.cfg.ema, state["scores"], state.get("trust")
+        )  # older states have no trust
         self.evaluated, self.helpful = state["evaluated"], state["helpful"]
         self.members = state["members"]
         self.next_round = state["round"] + 1
@@ -114,7 +116,8 @@ class Validator(Node):
             results = self.evaluate(round_, base, submissions)
         gains = _shares({hotkey: result["score_gain"] for hotkey, result in results.items()})
         skipped = {s.hotkey for s in submissions if s.reason is None and s.hotkey not in results}
-        self.scores.update(gains, registered=metagraph.hotkeys, skipped=skipped)
+        verdicts = {s.hotkey: s.reason != "wrong_data" for s in submissions if s.hotkey in results}
+        self.scores.update(gains, registered=metagraph.hotkeys, skipped=skipped, verdicts=verdicts)
         self.members = self.next_members(metagraph, round_)
         val_loss = self.evaluator.loss(self.model, self.val_pages)
         weights = self.maybe_set_weights(round_, metagraph)
@@ -125,6 +128,7 @@ class Validator(Node):
             round_,
             {
                 "scores": self.scores.scores,
+                "trust": self.scores.trust,
                 "evaluated": self.evaluated,
                 "helpful": self.helpful,
                 "members": self.members,
@@ -141,6 +145,7 @@ class Validator(Node):
                     s.hotkey: {"reason": s.reason, **results.get(s.hotkey, {})} for s in submissions
                 },
                 "scores": dict(self.scores.scores),
+                "trust": dict(self.scores.trust),
                 "weights": weights,
                 **self.traffic(),
                 "gather_seconds": watch.seconds["gather"],

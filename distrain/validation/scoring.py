@@ -3,36 +3,62 @@
 A miner's score moves toward what the validator itself measured this round — never toward anything
 the miner reports — and decays toward zero in rounds where it submitted nothing usable. A score is
 keyed by hotkey: when a uid changes hands, the new hotkey starts from zero.
+
+Its weight is its score times its trust: a longer moving average of its proof-of-work verdicts. The
+proof of work is a statistical test that a miner who trains on other pages still passes now and then,
+and a pass late in the score's short memory would otherwise pay as much as an honest round.
 """
 
 from __future__ import annotations
 
+TRUST_EMA = 0.2
+"""Weight of the newest proof-of-work verdict (1 passed, 0 failed) in a miner's trust, which starts at 1.
+
+A miner that fails 6 rounds of 8 and passes 2 keeps 0.45 of its score's weight; an honest one flagged
+once in 8 (a false flag rate the loss proof showed in some swarms) keeps about 0.8 right after the
+flag and 0.92 four passes later."""
+
 
 class ScoreBook:
-    """EMA of per-round improvements, keyed by hotkey."""
+    """EMA of per-round improvements, and of proof-of-work verdicts (trust), keyed by hotkey."""
 
-    def __init__(self, ema: float, scores: dict[str, float] | None = None):
+    def __init__(
+        self, ema: float, scores: dict[str, float] | None = None, trust: dict[str, float] | None = None
+    ):
         self.ema = ema
         self.scores: dict[str, float] = dict(scores or {})
+        self.trust: dict[str, float] = dict(trust or {})
 
-    def update(self, gains: dict[str, float], registered: list[str], skipped: set[str] = frozenset()) -> None:
+    def update(
+        self,
+        gains: dict[str, float],
+        registered: list[str],
+        skipped: set[str] = frozenset(),
+        verdicts: dict[str, bool] | None = None,
+    ) -> None:
         """Blend this round's gains in (negative counts as zero); registered hotkeys absent from `gains`
-        decay, hotkeys in `skipped` (not sampled this round) keep their score, unregistered ones are dropped."""
+        decay, hotkeys in `skipped` (not sampled this round) keep their score, unregistered ones are dropped.
+        `verdicts` says, for each miner whose proof of work was judged this round, whether it passed."""
         self.scores = {h: s for h, s in self.scores.items() if h in registered}
+        self.trust = {h: t for h, t in self.trust.items() if h in registered}
         for hotkey in registered:
             if hotkey in skipped:
                 continue
             gain = max(0.0, gains.get(hotkey, 0.0))
             self.scores[hotkey] = (1 - self.ema) * self.scores.get(hotkey, 0.0) + self.ema * gain
+        for hotkey, passed in (verdicts or {}).items():
+            if hotkey in registered:
+                self.trust[hotkey] = (1 - TRUST_EMA) * self.trust.get(hotkey, 1.0) + TRUST_EMA * passed
 
     def weights(
         self, hotkeys: list[str], cap: float = 1.0, burn: float = 0.0, burn_index: int = 0
     ) -> list[float]:
-        """Normalised weights for `hotkeys`: no miner above `cap`, a `burn` share to `hotkeys[burn_index]`.
+        """Normalised weights for `hotkeys` from score × trust: no miner above `cap`, a `burn` share to
+        `hotkeys[burn_index]`.
 
         All zero when nobody earned anything (and nothing is burned then either).
         """
-        raw = [self.scores.get(h, 0.0) for h in hotkeys]
+        raw = [self.scores.get(h, 0.0) * self.trust.get(h, 1.0) for h in hotkeys]
         if sum(raw) <= 0:
             return [0.0] * len(hotkeys)
         weights = _cap([r / sum(raw) for r in raw], cap)

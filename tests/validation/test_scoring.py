@@ -1,10 +1,12 @@
-"""ScoreBook: the EMA of measured gains, who decays, who keeps, who is forgotten, and weights from scores."""
+"""ScoreBook: the EMA of measured gains, who decays, who keeps, who is forgotten, trust from proof-of-work
+verdicts, and weights from both."""
 
 from __future__ import annotations
 
 import pytest
 
 from distrain.validation import ScoreBook
+from distrain.validation.scoring import TRUST_EMA
 
 
 def test_scores_move_toward_each_rounds_gain_by_the_ema_factor():
@@ -62,3 +64,38 @@ def test_burn_goes_to_its_uid_on_top_of_the_scaled_weights():
 def test_nothing_is_set_or_burned_while_nobody_has_earned():
     book = ScoreBook(ema=0.3, scores={"a": 0.0})
     assert book.weights(["a", "b"], burn=0.5) == [0.0, 0.0]
+
+
+def test_trust_follows_the_proof_of_work_verdicts_and_scales_the_weight():
+    book = ScoreBook(ema=0.5)
+    book.update({"a": 0.5, "b": 0.5}, registered=["a", "b", "c"], verdicts={"a": True, "b": False})
+    # A new hotkey starts trusted; one verdict moves it by TRUST_EMA; one never judged keeps none.
+    assert book.trust == pytest.approx({"a": 1.0, "b": 1 - TRUST_EMA})
+    book.update({}, registered=["a", "b"], skipped={"a", "b"})  # not sampled: trust stays too
+    assert book.trust == pytest.approx({"a": 1.0, "b": 1 - TRUST_EMA})
+    assert book.weights(["a", "b"]) == pytest.approx([1 / (2 - TRUST_EMA), (1 - TRUST_EMA) / (2 - TRUST_EMA)])
+    book.update({}, registered=["a"])  # b's uid changed hands: its trust goes with its score
+    assert book.trust == pytest.approx({"a": 1.0})
+
+
+def test_a_late_pass_after_many_failed_proofs_earns_less_than_an_honest_record():
+    """The swarm that made this test (CI, once in six runs): a miner training on other pages failed its
+    proof in 6 of 8 rounds and passed rounds 3 and 7, whose held-out gain was the round's largest; with
+    the score's EMA alone it ended with more weight than the honest miners' mean."""
+    book = ScoreBook(ema=0.5)
+    for round_ in range(8):
+        passed = round_ in (3, 7)
+        gains = {"honest": 0.22, "cheat": 0.30 if passed else 0.0}
+        book.update(gains, registered=["honest", "cheat"], verdicts={"honest": True, "cheat": passed})
+    assert book.scores["cheat"] > 0.5 * book.scores["honest"]  # the score alone would pay it well...
+    honest, cheat = book.weights(["honest", "cheat"])
+    assert cheat < 0.5 * honest  # ... its trust does not
+    assert book.trust["cheat"] == pytest.approx(0.45, abs=0.01)
+
+
+def test_trust_survives_a_restart_with_the_scores():
+    book = ScoreBook(ema=0.5)
+    book.update({"a": 0.2}, registered=["a"], verdicts={"a": False})
+    again = ScoreBook(ema=0.5, scores=book.scores, trust=book.trust)
+    assert again.weights(["a", "b"]) == book.weights(["a", "b"])
+    assert again.trust == book.trust and again.trust is not book.trust
