@@ -104,7 +104,8 @@ def _check_payload_size(recipe: Recipe, shapes: dict[str, torch.Size], max_paylo
             f"codec {codec} makes payloads of about {estimate / 2**20:.0f} MiB for this model's "
             f"{parameters / 1e6:.1f}M parameters, above run.max_payload_mb {recipe.run.max_payload_mb:g}: "
             f"every peer would reject them as oversized; raise run.max_payload_mb or use a compressing "
-            f"codec ({RECOMMENDED})"
+            f"codec: topk, or {RECOMMENDED} with a third of its bytes at inner.steps 16 (its recipe advice "
+            f"names the rest)"
         )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -94,7 +95,7 @@ def _bytes_label(value: float) -> str:
 
 def _other_colours() -> Iterator:
     """Colours for benchmark runs other than ddp and the recommended ones, which keep black and red."""
-    return iter(plt.cm.tab20([i / 20 for i in range(20) if i not in (6, 7, 14, 15)]))
+    return itertools.cycle(plt.cm.tab20([i / 20 for i in range(20) if i not in (6, 7, 14, 15)]))
 
 
 def _run_style(name: str, inner_steps: int, codec: str, others: Iterator) -> dict:

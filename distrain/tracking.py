@@ -110,6 +110,7 @@ METRICS: dict[str, Callable[[Any], dict[str, float]]] = {
     "evaluate_seconds": _scalar("val/evaluate_seconds"),
     "submissions": _submissions,
     "scores": _per_key("val/score"),
+    "trust": _per_key("val/trust"),
     "weights": _weights,
     "block": _scalar("chain/block"),
     "incentive": _per_key("chain/incentive"),

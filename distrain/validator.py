@@ -367,6 +367,7 @@ class Validator(Node):
                     **results.get(hotkey, {}),
                     "averaged": hotkey in averaged,
                     "score": self.scores.scores.get(hotkey, 0.0),
+                    "trust": self.scores.trust.get(hotkey, 1.0),
                 }
             )
         return records

@@ -2,6 +2,7 @@
 
 import argparse
 import json
+import signal
 import subprocess
 import sys
 
@@ -47,9 +48,10 @@ def test_the_default_plan_compares_ddp_diloco_and_every_codec():
 
 
 @pytest.mark.parametrize("scale", sorted(SCALES))
-def test_every_scale_plans_every_run_at_the_recipes_h(scale):
-    runs = plan_runs(SCALES[scale], codec_steps=24, codecs=list(CODECS))  # raises if an H does not divide
-    assert {"ddp", "diloco-h24-avg", "recommended", "templar"} <= {r.name for r in runs}
+@pytest.mark.parametrize("codec_steps", [PRESET_INNER_STEPS[RECOMMENDED], 24])  # the default and the recipe's
+def test_every_scale_plans_every_run(scale, codec_steps):
+    runs = plan_runs(SCALES[scale], codec_steps, codecs=list(CODECS))  # raises if an H does not divide
+    assert {"ddp", f"diloco-h{codec_steps}-avg", "recommended", "templar"} <= {r.name for r in runs}
 
 
 def test_an_h_that_does_not_divide_the_steps_is_refused():
@@ -300,3 +302,28 @@ def test_bench_rounds_imports_nothing_of_the_swarm():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_bench_rounds_stopped_by_sigterm_reports_what_it_ran(tmp_path):
+    """A benchmark cut off by `timeout` (a lent GPU's limit, a job scheduler's) keeps its figures."""
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("data: {max_corpus_mb: 2, pages_per_round: 4}\nvalidator: {assignment_pages: 2}\n")
+    command = [
+        sys.executable, "-m", "distrain.bench.rounds", "--json", "--recipe", str(recipe), "--steps", "1000",
+        "--diloco-steps", "2", "--codec-steps", "2", "--only", "templar,recommended", "--out", str(tmp_path / "out"),
+    ]  # fmt: skip
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as process:
+        try:
+            first_progress = process.stderr.readline()  # at a tenth of the first run's 500 rounds
+            process.send_signal(signal.SIGTERM)
+            stdout, stderr = process.communicate(timeout=120)
+        finally:
+            process.kill()
+    assert "templar: round 50/500" in first_progress, first_progress + stderr
+    assert process.returncode == 1 and "templar: stopped after" in stderr, stderr
+    report = json.loads(stdout)
+    (run,) = report["runs"]  # the plan runs templar first; recommended never started
+    assert run["name"] == "templar" and not run["finished"]
+    assert 50 <= len(run["curve"]) - 1 < 500 and run["final_loss"] == run["curve"][-1]
+    assert run["bits_per_param"] > 0 and report["mean_final_loss"] == {}
+    assert json.loads((tmp_path / "out" / "rounds.json").read_text()) == report

@@ -47,7 +47,7 @@ def test_restarted_validator_has_the_same_scores(restarted_swarm):
     for hotkey, score in a["scores"].items():
         assert b["scores"][hotkey] == pytest.approx(score, rel=1e-6, abs=1e-9)
     assert any(score > 0 for score in a["scores"].values())
-    assert a["trust"].keys() == b["trust"].keys() and a["trust"] == pytest.approx(b["trust"])
+    assert a["trust"] and a["trust"] == pytest.approx(b["trust"])  # committed with the scores, both ways
 
 
 def test_no_round_was_lost_or_counted_twice(restarted_swarm):

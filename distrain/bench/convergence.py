@@ -297,7 +297,7 @@ def target_checks(results: list[RunResult], codec_steps: int) -> list[dict]:
         return checks
     # The ddp target, for the recommended preset at each H it ran.
     for run in (r for r in results if r.name.startswith("recommended")):
-        gap, fewer = run.final_loss / ddp.final_loss - 1, ddp.bytes_per_miner / run.bytes_per_miner
+        gap, fewer = run.final_loss / ddp.final_loss - 1, ddp.bytes_per_miner / max(run.bytes_per_miner, 1)
         check(f"{run.name} within 3% of ddp", gap <= 0.03, [run, ddp], loss_gap=gap)
         check(
             f"{run.name} sends >= 10,000x fewer bytes than ddp", fewer >= 1e4, [run, ddp], fewer_bytes=fewer

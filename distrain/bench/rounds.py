@@ -11,7 +11,7 @@ binding, for the hotkeys), so it runs on a bare GPU image at the `gpu` scale (25
 the miners train and the model is evaluated on the GPU. It is for sweeping settings; `bench
 convergence` remains the measurement of record.
 
-    distrain bench rounds --only diloco-h24,diloco-h24-avg,recommended,templar
+    distrain bench rounds --only diloco-h16,diloco-h16-avg,recommended,templar
     distrain bench rounds --only recommended --set outer.lr=2 --set compression.error_decay=0.9
     distrain bench rounds --only recommended --seed 0,1,2       # each seed, then their mean
     distrain bench rounds --scale gpu --json --seed 1
@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import signal
 import statistics
 import sys
 import time
@@ -62,6 +63,17 @@ class RoundsResult:
     seconds: float
     curve: list[float]
     """Validation loss after each round, from the initial model's."""
+    finished: bool = True
+    """False for a run stopped by SIGTERM or Ctrl-C: its figures end at its last whole round."""
+
+
+class Stopped(Exception):
+    """SIGTERM arrived (`timeout`, a job scheduler's time limit): the runs so far are still reported, the
+    one under way up to its last whole round, so a benchmark cut off on a lent GPU keeps what it measured."""
+
+
+def _stop(signum, frame) -> None:
+    raise Stopped
 
 
 def run_rounds(
@@ -93,31 +105,37 @@ def run_rounds(
 
     feedbacks = [ErrorFeedback(recipe.compression.error_decay) for _ in hotkeys]
     trained = build_model(recipe.model, recipe.run.seed)  # θ_i of the miner being processed
-    curve, payload_bytes = [val_loss()], 0
+    curve, payload_bytes, finished = [val_loss()], 0, True
     rounds = scale.steps // run.inner_steps
-    for round_ in range(rounds):
-        base, deltas = snapshot(theta), []
-        for hotkey, trainer, feedback in zip(hotkeys, trainers, feedbacks):
-            trainer.start_from(theta)
-            pages = book.assignment(hotkey, round_)
-            train(
-                trainer,
-                book,
-                Plan(round_, pages, round_seed(recipe.run.seed + seed, hotkey, round_), math.inf),
-            )
-            trainer.copy_into(trained)
-            meta = {"hotkey": hotkey, "round": round_, "tokens": 0}
-            _, payload, sent = feedback.send(
-                pseudo_gradient(base, trained), recipe.compression.codec, meta, shapes
-            )
-            payload_bytes += len(payload)
-            deltas.append(sent)
-        outer.step(base, aggregate(deltas, recipe.outer.average))
-        curve.append(val_loss())
-        if (round_ + 1) % -(-rounds // 10) == 0 and round_ + 1 < rounds:
-            echo(
-                f"{run.name}: round {round_ + 1}/{rounds}, loss {curve[-1]:.4f}, {time.time() - started:.0f} s"
-            )
+    try:
+        for round_ in range(rounds):
+            base, deltas, round_bytes = snapshot(theta), [], 0
+            for hotkey, trainer, feedback in zip(hotkeys, trainers, feedbacks):
+                trainer.start_from(theta)
+                pages = book.assignment(hotkey, round_)
+                train(
+                    trainer,
+                    book,
+                    Plan(round_, pages, round_seed(recipe.run.seed + seed, hotkey, round_), math.inf),
+                )
+                trainer.copy_into(trained)
+                meta = {"hotkey": hotkey, "round": round_, "tokens": 0}
+                _, payload, sent = feedback.send(
+                    pseudo_gradient(base, trained), recipe.compression.codec, meta, shapes
+                )
+                round_bytes += len(payload)
+                deltas.append(sent)
+            outer.step(base, aggregate(deltas, recipe.outer.average))
+            loss = val_loss()
+            curve.append(loss)
+            payload_bytes += round_bytes
+            if (round_ + 1) % -(-rounds // 10) == 0 and round_ + 1 < rounds:
+                echo(
+                    f"{run.name}: round {round_ + 1}/{rounds}, loss {loss:.4f}, {time.time() - started:.0f} s"
+                )
+    except (Stopped, KeyboardInterrupt):
+        finished = False
+        echo(f"{run.name}: stopped after {len(curve) - 1} of {rounds} rounds")
     parameters = sum(shape.numel() for shape in shapes.values())
     return RoundsResult(
         name=run.name,
@@ -125,51 +143,57 @@ def run_rounds(
         codec=run.codec,
         seed=seed,
         final_loss=curve[-1],
-        bits_per_param=8 * payload_bytes / (rounds * len(hotkeys) * parameters),
+        bits_per_param=8 * payload_bytes / (max(len(curve) - 1, 1) * len(hotkeys) * parameters),
         seconds=time.time() - started,
         curve=curve,
+        finished=finished,
     )
 
 
 def cmd_rounds(args: argparse.Namespace) -> int:
+    """Every planned run with every seed; 1 if SIGTERM or Ctrl-C stopped them, after reporting what ran."""
     base, scale, runs, settings = plan_from_args(args)
     book = PageBook(load_corpus(base.data), base.data, base.run.seed, base.model.context)
     cluster = Cluster.start()
     echo = (lambda line: print(line, file=sys.stderr, flush=True)) if args.json else print
-    results, means, spreads = [], {}, {}
-    for run in runs:
-        overrides = {
-            "inner.steps": run.inner_steps,
-            "compression.codec": run.codec,
-            **run.overrides,
-        }
-        recipe = derive_recipe(base, overrides)
-        losses = []
-        for seed in args.seed:
-            r = run_rounds(recipe, run, scale, book, cluster, seed, echo)
-            results.append(r)
-            losses.append(r.final_loss)
-            echo(f"{r.name:18s} H={r.inner_steps:<3d} {r.codec:9s} seed {seed}  final loss {r.final_loss:.4f}  "
-                 f"{r.bits_per_param:8.4f} bits/param  {r.seconds:.0f} s")  # fmt: skip
-        means[run.name] = statistics.fmean(losses)
-        spreads[run.name] = statistics.stdev(losses) if len(losses) > 1 else 0.0
-        if len(losses) > 1:
-            echo(
-                f"{run.name:18s} mean of {len(losses)} seeds: {means[run.name]:.4f} ± {spreads[run.name]:.4f} (sd)"
+    default_sigterm = signal.signal(signal.SIGTERM, _stop)
+    results, means, spreads, complete = [], {}, {}, True
+    try:
+        for run in runs:
+            recipe = derive_recipe(
+                base, {"inner.steps": run.inner_steps, "compression.codec": run.codec, **run.overrides}
             )
+            losses = []
+            for seed in args.seed:
+                r = run_rounds(recipe, run, scale, book, cluster, seed, echo)
+                results.append(r)
+                if not r.finished:
+                    raise Stopped
+                losses.append(r.final_loss)
+                echo(f"{r.name:18s} H={r.inner_steps:<3d} {r.codec:9s} seed {seed}  final loss {r.final_loss:.4f}  "
+                     f"{r.bits_per_param:8.4f} bits/param  {r.seconds:.0f} s")  # fmt: skip
+            means[run.name] = statistics.fmean(losses)
+            spreads[run.name] = statistics.stdev(losses) if len(losses) > 1 else 0.0
+            if len(losses) > 1:
+                echo(
+                    f"{run.name:18s} mean of {len(losses)} seeds: {means[run.name]:.4f} ± {spreads[run.name]:.4f} (sd)"
+                )
+    except (Stopped, KeyboardInterrupt):  # in a run (after its partial result) or while one was being built
+        complete = False
+    signal.signal(signal.SIGTERM, default_sigterm)
     report = {"runs": [asdict(r) for r in results], "mean_final_loss": means, "sd_final_loss": spreads}
     report.update(recommended=RECOMMENDED, set=settings)
     if args.json:
         print(json.dumps(report))
     if args.out:
-        from distrain.plots import plot_rounds  # matplotlib only where a picture is asked for
-
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         (out / "rounds.json").write_text(json.dumps(report, indent=1))
+        from distrain.plots import plot_rounds  # matplotlib only where a picture is asked for
+
         plot_rounds(report["runs"], out / "rounds.png")
         echo(f"rounds.json and rounds.png in {out.resolve()}")
-    return 0
+    return 0 if complete else 1
 
 
 def add_rounds_command(subparsers: argparse._SubParsersAction) -> None:

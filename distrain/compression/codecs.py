@@ -66,8 +66,8 @@ SPARSE_OUTER_LR: dict[str, float] = {
 A sparse codec sends ~1.4% of a delta and keeps the rest in the error-feedback residual, which carries
 across rounds what DiLoCo's outer momentum would: momentum on top of it overshoots. A coordinate is
 sent once, averaged with the zeros of the miners that did not pick it (`outer.average: all`, the
-default), so a step of several times the average pays. `distrain bench rounds --only recommended --set
-outer.lr=L` on the default model (error decay 0.95): topk ends at 2.93 (lr 1), 2.53 (lr 2), 2.49 (lr 3),
+default), so a step of several times the average pays. `distrain bench rounds --only topk --codec-steps 24
+--set outer.lr=L` on the default model (error decay 0.95): topk ends at 2.93 (lr 1), 2.53 (lr 2), 2.49 (lr 3),
 and 2.80 with DiLoCo's Nesterov step (lr 0.7, momentum 0.9); with 25M parameters and 4 miners on a GPU,
 lr 3 and 4 ended within 0.5% of each other. Low-rank factors re-send the dominant directions every round
 and overshoot at any lr above 1 (2.95 at lr 1, 3.85 at lr 2). topk-sign's lr was chosen at its H of 16 with

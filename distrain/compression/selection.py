@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 GROUP = 8
-"""Values per group of stage 1; ~sqrt(4096 / 56) ≈ 8.6 balances the two stages of the recommended codec."""
+"""Values per group of stage 1; ~sqrt(4096 / 56) ≈ 8.6 balances the two stages of `topk`."""
 
 
 def top_k_per_row(magnitudes: torch.Tensor, counts: np.ndarray) -> np.ndarray:

@@ -16,7 +16,8 @@ TRUST_EMA = 0.2
 
 A miner that fails 6 rounds of 8 and passes 2 keeps 0.45 of its score's weight; an honest one flagged
 once in 8 (a false flag rate the loss proof showed in some swarms) keeps about 0.8 right after the
-flag and 0.92 four passes later."""
+flag and 0.92 four passes later. A cheat that registers a new hotkey starts trusted again, but with a
+score of 0, and pays the registration for each one."""
 
 
 class ScoreBook:
