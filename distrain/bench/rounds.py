@@ -31,6 +31,7 @@ import math
 import signal
 import statistics
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -67,13 +68,14 @@ class RoundsResult:
     """False for a run stopped by SIGTERM or Ctrl-C: its figures end at its last whole round."""
 
 
+SIGTERM_RECEIVED = threading.Event()
+"""Set by SIGTERM (`timeout`, a job scheduler's time limit). Runs check it between rounds rather than
+being interrupted inside torch, which wraps a foreign exception raised mid-call (`load_state_dict` did):
+the run under way ends after its current round and the report keeps every run so far."""
+
+
 class Stopped(Exception):
-    """SIGTERM arrived (`timeout`, a job scheduler's time limit): the runs so far are still reported, the
-    one under way up to its last whole round, so a benchmark cut off on a lent GPU keeps what it measured."""
-
-
-def _stop(signum, frame) -> None:
-    raise Stopped
+    """A run or the whole benchmark ends early because SIGTERM arrived."""
 
 
 def run_rounds(
@@ -109,6 +111,8 @@ def run_rounds(
     rounds = scale.steps // run.inner_steps
     try:
         for round_ in range(rounds):
+            if SIGTERM_RECEIVED.is_set():
+                raise Stopped
             base, deltas, round_bytes = snapshot(theta), [], 0
             for hotkey, trainer, feedback in zip(hotkeys, trainers, feedbacks):
                 trainer.start_from(theta)
@@ -156,7 +160,8 @@ def cmd_rounds(args: argparse.Namespace) -> int:
     book = PageBook(load_corpus(base.data), base.data, base.run.seed, base.model.context)
     cluster = Cluster.start()
     echo = (lambda line: print(line, file=sys.stderr, flush=True)) if args.json else print
-    default_sigterm = signal.signal(signal.SIGTERM, _stop)
+    SIGTERM_RECEIVED.clear()
+    default_sigterm = signal.signal(signal.SIGTERM, lambda signum, frame: SIGTERM_RECEIVED.set())
     results, means, spreads, complete = [], {}, {}, True
     try:
         for run in runs:
