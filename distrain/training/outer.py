@@ -25,6 +25,13 @@ def snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 @torch.no_grad()
+def restore(model: nn.Module, theta: Mapping[str, torch.Tensor]) -> None:
+    """Set every parameter of `model` to its value in `theta` (a `snapshot`, or θ read from a checkpoint)."""
+    for name, param in model.named_parameters():
+        param.copy_(theta[name])
+
+
+@torch.no_grad()
 def pseudo_gradient(base: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
     """Δ = θ_r − θ_i: points where an SGD step would go, so the outer optimiser can treat it as a gradient."""
     return {name: (base[name] - param.detach()).float() for name, param in model.named_parameters()}
@@ -126,11 +133,9 @@ class OuterOptimizer:
                 grad = grad.add(buffer, alpha=momentum) if self.cfg.nesterov else buffer
             param.add_(grad, alpha=-lr)
 
-    @torch.no_grad()
     def skip(self, base: dict[str, torch.Tensor]) -> None:
         """No usable submission this round: return to θ_r unchanged."""
-        for name, param in self.model.named_parameters():
-            param.copy_(base[name])
+        restore(self.model, base)
 
     def momentum(self) -> dict[str, torch.Tensor]:
         """The Nesterov buffers by parameter name (empty before the first step)."""

@@ -10,7 +10,7 @@ import safetensors.torch
 import torch
 import torch.nn as nn
 
-from distrain.training.outer import OuterOptimizer
+from distrain.training.outer import OuterOptimizer, restore
 
 THETA, MOMENTUM = "theta/", "momentum/"
 
@@ -65,7 +65,6 @@ def decode_state(data: bytes, model: nn.Module) -> tuple[dict, dict, dict]:
 def load_state(data: bytes, model: nn.Module, outer: OuterOptimizer) -> dict[str, torch.Tensor]:
     """Replace θ and the outer momentum with those of `data`; return its extra tensors."""
     theta, momentum, extra = decode_state(data, model)
-    for name, param in model.named_parameters():
-        param.copy_(theta[name])
+    restore(model, theta)
     outer.load_momentum(momentum)
     return extra

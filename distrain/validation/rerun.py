@@ -34,6 +34,7 @@ from distrain.config import Recipe
 from distrain.data import PageBook
 from distrain.models import build_model
 from distrain.training import InnerTrainer
+from distrain.training.outer import restore
 from distrain.training.plan import round_seed
 
 log = logging.getLogger("distrain.validator")
@@ -115,9 +116,7 @@ class Rerunner:
         """θ_r minus the replica after `steps` AdamW steps on `pages`, batches from `seed`, from the
         AdamW state of the round's start."""
         model = self.trainer.model
-        with torch.no_grad():
-            for name, param in model.named_parameters():
-                param.copy_(self.base[name])
+        restore(model, self.base)
         # A copy: loading keeps the tensors it is given, and the steps below update them in place.
         self.trainer.optimizer.load_state_dict(copy.deepcopy(self.round_start))
         self.trainer.train_round(self.book, pages, torch.Generator().manual_seed(seed), math.inf)
