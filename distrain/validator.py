@@ -74,9 +74,8 @@ class Validator(Node):
         self.sketches = sketches_from_tensors(saved_tensors)
         if self.rerunner is not None:
             self.rerunner.load_state_tensors(saved_tensors)
-        self.scores = ScoreBook(
-            self.cfg.ema, state["scores"], state.get("trust")
-        )  # older states have no trust
+        # A state committed before trust existed has none: every miner starts trusted.
+        self.scores = ScoreBook(self.cfg.ema, state["scores"], state.get("trust"))
         self.evaluated, self.helpful = state["evaluated"], state["helpful"]
         self.members = state["members"]
         self.next_round = state["round"] + 1
@@ -367,7 +366,7 @@ class Validator(Node):
                     **results.get(hotkey, {}),
                     "averaged": hotkey in averaged,
                     "score": self.scores.scores.get(hotkey, 0.0),
-                    "trust": self.scores.trust.get(hotkey, 1.0),
+                    "trust": self.scores.trust_of(hotkey),
                 }
             )
         return records

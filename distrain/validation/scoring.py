@@ -49,7 +49,11 @@ class ScoreBook:
             self.scores[hotkey] = (1 - self.ema) * self.scores.get(hotkey, 0.0) + self.ema * gain
         for hotkey, passed in (verdicts or {}).items():
             if hotkey in registered:
-                self.trust[hotkey] = (1 - TRUST_EMA) * self.trust.get(hotkey, 1.0) + TRUST_EMA * passed
+                self.trust[hotkey] = (1 - TRUST_EMA) * self.trust_of(hotkey) + TRUST_EMA * passed
+
+    def trust_of(self, hotkey: str) -> float:
+        """`hotkey`'s trust: 1 until its proof of work is first judged."""
+        return self.trust.get(hotkey, 1.0)
 
     def weights(
         self, hotkeys: list[str], cap: float = 1.0, burn: float = 0.0, burn_index: int = 0
@@ -59,7 +63,7 @@ class ScoreBook:
 
         All zero when nobody earned anything (and nothing is burned then either).
         """
-        raw = [self.scores.get(h, 0.0) * self.trust.get(h, 1.0) for h in hotkeys]
+        raw = [self.scores.get(h, 0.0) * self.trust_of(h) for h in hotkeys]
         if sum(raw) <= 0:
             return [0.0] * len(hotkeys)
         weights = _cap([r / sum(raw) for r in raw], cap)
