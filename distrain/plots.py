@@ -56,9 +56,7 @@ def plot_swarm(summary: dict, validator_events: list[dict], path: Path) -> None:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     for ax in (loss_ax, weight_ax, incentive_ax):
         ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def plot_validator_scores(series: dict[str, list[tuple[int, float, bool]]], path: Path, title: str) -> None:
@@ -81,6 +79,11 @@ def plot_validator_scores(series: dict[str, list[tuple[int, float, bool]]], path
     # Past a screenful of miners the legend would hide the lines it names.
     if len(series) <= 20:
         ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
+    _save(fig, path)
+
+
+def _save(fig, path: Path) -> None:
+    """Write `fig` as a PNG at `path` and free it (figures left open pile up in a long process)."""
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -132,9 +135,7 @@ def plot_convergence(results: list, path: Path) -> None:
     )
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def plot_rounds(runs: list[dict], path: Path) -> None:
@@ -157,6 +158,4 @@ def plot_rounds(runs: list[dict], path: Path) -> None:
     )
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path)
