@@ -32,10 +32,11 @@ PRESETS: list[Codec] = [
     # tensor: ~0.14 bits. Best on the tiny default model, worse than topk at 25M parameters (see README).
     ChunkedTopK("dct-sign", chunk=1024, k=16, value_bits=1, index_coding="rice", dct=True),
     # Recommended: 4 of each 1024 values (0.39%), a sign each, one magnitude per tensor, Rice-coded
-    # indices: ~0.043 bits, the fewest bytes and the lowest loss at 3.2M and 25M parameters (README). Small chunks spread the few values evenly: with 3.2M parameters at H = 16
-    # (`PRESET_INNER_STEPS`) and lr 6, 19 of 4096 ended at 2.218 with 0.049 bits, 9 of 2048 at 2.196 with
-    # 0.047, 4 of 1024 at 2.194; at its lr of 10, 2.147, 4.4% below per-step fp32 averaging with about
-    # 12,000x fewer bytes (mean of seeds 0-2, README). Validators judge it by rerunning (`THIN_PAYLOADS`).
+    # indices: ~0.043 bits, the fewest bytes and the lowest loss at 3.2M and 25M parameters (README).
+    # Small chunks spread the few values evenly: with 3.2M parameters at H = 16 (`PRESET_INNER_STEPS`) and
+    # lr 6, 19 of 4096 ended at 2.218 with 0.049 bits, 9 of 2048 at 2.196 with 0.047, 4 of 1024 at 2.194;
+    # at its lr of 10, 2.147, 4.4% below per-step fp32 averaging with about 12,000x fewer bytes (mean of
+    # seeds 0-2, README). Validators judge it by rerunning (`THIN_PAYLOADS`).
     ChunkedTopK("topk-sign", chunk=1024, k=4, value_bits=1, index_coding="rice"),
     # Rank-r int8 factors of every matrix, r from a budget of 0.1 bits/value; vectors as int8.
     LowRank("lowrank", bits_per_value=0.1),
@@ -47,9 +48,9 @@ RECOMMENDED = "topk-sign"
 """The preset with the lowest loss per byte at ≤ 0.15 bits a value, at its H of 16 (`PRESET_INNER_STEPS`).
 
 With 25M parameters, 4 miners and 576 steps each on a GPU (`bench rounds --scale gpu`, README), it ended
-at 1.565 (mean of seeds 0-2; the others, of 0-1) with 0.041 bits a value, where `topk` at the same H ended at 1.652 with
-0.134 bits, templar's configuration at 1.604 with 0.219, and uncompressed DiLoCo with averaging at 1.703;
-with 3.2M parameters 2.147 against 2.199, 2.205 and 2.333. On the tiny default model it is level with
+at 1.565 (mean of seeds 0-2; the others, of 0-1) with 0.041 bits a value, where `topk` at the same H
+ended at 1.652 with 0.134 bits, templar's configuration at 1.604 with 0.219, and uncompressed DiLoCo
+with averaging at 1.703; with 3.2M parameters 2.147 against 2.199, 2.205 and 2.333. On the tiny default model it is level with
 topk and templar (2.351, 2.360, 2.344) and 6% above uncompressed DiLoCo (2.214). It wants short rounds:
 there it ended 2.7% above topk at H = 24 and 12% above at H = 48, so recipes whose rounds are long keep
 topk. Validators judge its thin payloads by rerunning (`THIN_PAYLOADS`)."""
