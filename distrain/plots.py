@@ -138,24 +138,41 @@ def plot_convergence(results: list, path: Path) -> None:
     _save(fig, path)
 
 
+def _steps_and_losses(run: dict) -> list[tuple[int, float]]:
+    """(inner steps per miner, validation loss) after each round of a `bench rounds` run."""
+    return [(run["inner_steps"] * i, loss) for i, loss in enumerate(run["curve"]) if i > 0]
+
+
+def _shared_losses(runs: list[dict]) -> list[float]:
+    """Every loss from the first step at which every run has a point (the end of the longest first
+    round) on; what comes before it is one run's alone."""
+    first_shared_step = max((run["inner_steps"] for run in runs), default=0)
+    return [loss for run in runs for step, loss in _steps_and_losses(run) if step >= first_shared_step]
+
+
 def plot_rounds(runs: list[dict], path: Path) -> None:
     """Validation loss against inner steps per miner, for `distrain bench rounds`: one line per run and
     seed (the seeds of a run share its colour and label), so runs of different H compare at equal
     tokens and a curve shows where a run gains or loses ground. Each line starts after its first
-    round: the initial loss would flatten the rest."""
+    round: the initial loss would flatten the rest. The axis starts where every run has a point (the
+    longest round's end), so the spikes of ddp's first few one-step rounds do not flatten it either."""
     fig, ax = plt.subplots(figsize=(10, 5.5))
     others, styles = _other_colours(), {}
     for run in runs:
         name = run["name"]
         style = styles.get(name) or _run_style(name, run["inner_steps"], run["codec"], others)
         styles[name] = {**style, "label": None}  # later seeds: the same colour, no second legend entry
-        steps = [run["inner_steps"] * i for i in range(1, len(run["curve"]))]
-        ax.plot(steps, run["curve"][1:], marker=".", markersize=3, **style)
+        ax.plot(*zip(*_steps_and_losses(run)), marker=".", markersize=3, **style)
+    shown = _shared_losses(runs)
+    if shown and max(shown) > min(shown):  # a run stopped in its first round has no points
+        low, high = min(shown), max(shown)
+        ax.set_ylim(low - 0.03 * (high - low), high + 0.03 * (high - low))
     ax.set(
         xlabel="inner steps per miner (tokens are proportional)",
         ylabel="validation loss (nats/byte)",
         title="Loss against training: the same model, data and token budget in every run",
     )
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
+    if ax.lines:  # a report stopped before any run's first round has nothing to name
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
     _save(fig, path)
