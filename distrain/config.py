@@ -210,6 +210,11 @@ class ValidatorConfig:
     submission that passes the cheap checks, for a trusted swarm or a benchmark of training alone."""
     ema: float = 0.5
     """Weight of the newest round in the exponential moving average of scores."""
+    trust_ema: float = 0.2
+    """Weight of the newest proof-of-work verdict (1 passed, 0 failed) in a miner's trust, which starts
+    at 1 and scales its weight (score × trust); 0 turns trust off. At 0.2 a miner that fails 6 rounds of
+    8 and passes 2 keeps 0.45 of its score's weight, and an honest one flagged once in 8 about 0.8 right
+    after the flag and 0.92 four passes later (README, scoring)."""
     weights_interval: int = 2
     """Set weights on the chain every this many rounds."""
     max_weight: float = 1.0
@@ -319,6 +324,7 @@ class Recipe:
             ("validator.max_weight", 0 < self.validator.max_weight <= 1),
             ("validator.burn", 0 <= self.validator.burn < 1),
             ("validator.ema", 0 < self.validator.ema <= 1),
+            ("validator.trust_ema", 0 <= self.validator.trust_ema <= 1),
             ("validator.weights_interval", self.validator.weights_interval >= 1),
         ]
         for key, ok in checks:

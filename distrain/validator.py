@@ -56,7 +56,7 @@ class Validator(Node):
         self.sketcher = Sketcher(self.shapes, seed=recipe.run.seed)
         self.val_pages = self.book.validation_pages(self.cfg.val_pages)
         self.store = ValidatorStore(self.out_dir / "state")
-        self.scores = ScoreBook(self.cfg.ema)
+        self.scores = ScoreBook(self.cfg.ema, self.cfg.trust_ema)
         self.evaluated: dict[str, int] = {}  # hotkey -> last round it was evaluated
         self.helpful: dict[str, bool] = {}  # hotkey -> whether its last evaluated delta helped θ
         self.members: list[str] | None = None  # aggregation set of the next round to run
@@ -75,7 +75,7 @@ class Validator(Node):
         if self.rerunner is not None:
             self.rerunner.load_state_tensors(saved_tensors)
         # A state committed before trust existed has none: every miner starts trusted.
-        self.scores = ScoreBook(self.cfg.ema, state["scores"], state.get("trust"))
+        self.scores = ScoreBook(self.cfg.ema, self.cfg.trust_ema, state["scores"], state.get("trust"))
         self.evaluated, self.helpful = state["evaluated"], state["helpful"]
         self.members = state["members"]
         self.next_round = state["round"] + 1
@@ -115,7 +115,7 @@ class Validator(Node):
             results = self.evaluate(round_, base, submissions)
         gains = _shares({hotkey: result["score_gain"] for hotkey, result in results.items()})
         skipped = {s.hotkey for s in submissions if s.reason is None and s.hotkey not in results}
-        verdicts = {s.hotkey: s.reason != "wrong_data" for s in submissions if s.hotkey in results}
+        verdicts = {hotkey: result["proved"] for hotkey, result in results.items()}
         self.scores.update(gains, registered=metagraph.hotkeys, skipped=skipped, verdicts=verdicts)
         self.members = self.next_members(metagraph, round_)
         val_loss = self.evaluator.loss(self.model, self.val_pages)
@@ -203,6 +203,7 @@ class Validator(Node):
             results[s.hotkey] = {
                 "heldout_gain": heldout_gain,
                 **proof,
+                "proved": proved,
                 "score_gain": heldout_gain if proved else 0.0,
             }
             self.evaluated[s.hotkey] = round_

@@ -87,6 +87,8 @@ def test_the_validator_never_died_and_named_every_rejection(attacked):
     per_round = collections.Counter(record["round"] for record in judged)
     corrected = [record for record in judged if per_round[record["round"]] > 1]
     assert len(corrected) >= len(judged) / 2 and all(record["page_bias"] != 0.0 for record in corrected)
+    # The proof's verdict, which trust follows, is the only reason a judged submission can get.
+    assert all(record["proved"] == (record["reason"] is None) for record in judged)
 
 
 def test_the_model_still_learns(attacked):

@@ -39,6 +39,7 @@ def test_local_sections_do_not_change_the_hash():
         (["--validator.rerun_steps", "0"], "'validator.rerun_steps' has an invalid value"),
         (["--validator.rerun_margin", "-1"], "'validator.rerun_margin' has an invalid value"),
         (["--validator.rerun_median_share", "1"], "'validator.rerun_median_share' has an invalid value"),
+        (["--validator.trust_ema", "1.5"], "'validator.trust_ema' has an invalid value"),
         (["--model.d_model", "130"], "'model.d_model' must be a multiple"),
         (["--data.page_tokens", "32"], "'data.page_tokens' has an invalid value"),
         (["--inner.steps"], "needs a value"),

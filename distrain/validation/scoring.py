@@ -11,22 +11,19 @@ and a pass late in the score's short memory would otherwise pay as much as an ho
 
 from __future__ import annotations
 
-TRUST_EMA = 0.2
-"""Weight of the newest proof-of-work verdict (1 passed, 0 failed) in a miner's trust, which starts at 1.
-
-A miner that fails 6 rounds of 8 and passes 2 keeps 0.45 of its score's weight; an honest one flagged
-once in 8 (a false flag rate the loss proof showed in some swarms) keeps about 0.8 right after the
-flag and 0.92 four passes later. A cheat that registers a new hotkey starts trusted again, but with a
-score of 0, and pays the registration for each one."""
-
 
 class ScoreBook:
-    """EMA of per-round improvements, and of proof-of-work verdicts (trust), keyed by hotkey."""
+    """EMA of per-round improvements (`ema`), and of proof-of-work verdicts (trust, `trust_ema`), keyed by
+    hotkey: the recipe's `validator.ema` and `validator.trust_ema`."""
 
     def __init__(
-        self, ema: float, scores: dict[str, float] | None = None, trust: dict[str, float] | None = None
+        self,
+        ema: float,
+        trust_ema: float,
+        scores: dict[str, float] | None = None,
+        trust: dict[str, float] | None = None,
     ):
-        self.ema = ema
+        self.ema, self.trust_ema = ema, trust_ema
         self.scores: dict[str, float] = dict(scores or {})
         self.trust: dict[str, float] = dict(trust or {})
 
@@ -49,7 +46,7 @@ class ScoreBook:
             self.scores[hotkey] = (1 - self.ema) * self.scores.get(hotkey, 0.0) + self.ema * gain
         for hotkey, passed in (verdicts or {}).items():
             if hotkey in registered:
-                self.trust[hotkey] = (1 - TRUST_EMA) * self.trust_of(hotkey) + TRUST_EMA * passed
+                self.trust[hotkey] = (1 - self.trust_ema) * self.trust_of(hotkey) + self.trust_ema * passed
 
     def trust_of(self, hotkey: str) -> float:
         """`hotkey`'s trust: 1 until its proof of work is first judged."""
