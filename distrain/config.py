@@ -213,8 +213,10 @@ class ValidatorConfig:
     trust_ema: float = 0.2
     """Weight of the newest proof-of-work verdict (1 passed, 0 failed) in a miner's trust, which starts
     at 1 and scales its weight (score × trust); 0 turns trust off. At 0.2 a miner that fails 6 rounds of
-    8 and passes 2 keeps 0.45 of its score's weight, and an honest one flagged once in 8 about 0.8 right
-    after the flag and 0.92 four passes later (README, scoring)."""
+    8 and passes 2 keeps 0.45 of its score's weight, and an honest one flagged once in 8 (a false flag
+    rate the loss proof showed in some swarms) about 0.8 right after the flag and 0.92 four passes later
+    (README, scoring). A cheat that registers a new hotkey starts trusted again, but with a score of 0,
+    and pays the registration for each one."""
     weights_interval: int = 2
     """Set weights on the chain every this many rounds."""
     max_weight: float = 1.0

@@ -143,19 +143,23 @@ def _steps_and_losses(run: dict) -> list[tuple[int, float]]:
     return [(run["inner_steps"] * i, loss) for i, loss in enumerate(run["curve"]) if i > 0]
 
 
-def _shared_losses(runs: list[dict]) -> list[float]:
-    """Every loss from the first step at which every run has a point (the end of the longest first
-    round) on; what comes before it is one run's alone."""
-    first_shared_step = max((run["inner_steps"] for run in runs), default=0)
-    return [loss for run in runs for step, loss in _steps_and_losses(run) if step >= first_shared_step]
+def _loss_limits(runs: list[dict]) -> tuple[float, float] | None:
+    """The loss axis of `plot_rounds`: the losses from the end of the longest first round on, with a
+    margin, so ddp's spiking first one-step rounds do not flatten every curve (lines of shorter rounds
+    may then enter from the top). None where fewer than two distinct losses remain to span."""
+    longest_round = max((run["inner_steps"] for run in runs), default=0)
+    shown = [loss for run in runs for step, loss in _steps_and_losses(run) if step >= longest_round]
+    if not shown or max(shown) == min(shown):
+        return None
+    margin = 0.03 * (max(shown) - min(shown))
+    return min(shown) - margin, max(shown) + margin
 
 
 def plot_rounds(runs: list[dict], path: Path) -> None:
     """Validation loss against inner steps per miner, for `distrain bench rounds`: one line per run and
     seed (the seeds of a run share its colour and label), so runs of different H compare at equal
     tokens and a curve shows where a run gains or loses ground. Each line starts after its first
-    round: the initial loss would flatten the rest. The axis starts where every run has a point (the
-    longest round's end), so the spikes of ddp's first few one-step rounds do not flatten it either."""
+    round: the initial loss would flatten the rest, and so would ddp's first rounds (`_loss_limits`)."""
     fig, ax = plt.subplots(figsize=(10, 5.5))
     others, styles = _other_colours(), {}
     for run in runs:
@@ -163,10 +167,9 @@ def plot_rounds(runs: list[dict], path: Path) -> None:
         style = styles.get(name) or _run_style(name, run["inner_steps"], run["codec"], others)
         styles[name] = {**style, "label": None}  # later seeds: the same colour, no second legend entry
         ax.plot(*zip(*_steps_and_losses(run)), marker=".", markersize=3, **style)
-    shown = _shared_losses(runs)
-    if shown and max(shown) > min(shown):  # a run stopped in its first round has no points
-        low, high = min(shown), max(shown)
-        ax.set_ylim(low - 0.03 * (high - low), high + 0.03 * (high - low))
+    limits = _loss_limits(runs)
+    if limits:
+        ax.set_ylim(*limits)
     ax.set(
         xlabel="inner steps per miner (tokens are proportional)",
         ylabel="validation loss (nats/byte)",

@@ -49,8 +49,9 @@ class ScoreBook:
                 self.trust[hotkey] = (1 - self.trust_ema) * self.trust_of(hotkey) + self.trust_ema * passed
 
     def trust_of(self, hotkey: str) -> float:
-        """`hotkey`'s trust: 1 until its proof of work is first judged."""
-        return self.trust.get(hotkey, 1.0)
+        """`hotkey`'s trust: 1 until its proof of work is first judged, and always with `trust_ema` 0 (trust
+        off), also where a state saved with trust on holds less."""
+        return self.trust.get(hotkey, 1.0) if self.trust_ema > 0 else 1.0
 
     def weights(
         self, hotkeys: list[str], cap: float = 1.0, burn: float = 0.0, burn_index: int = 0

@@ -80,10 +80,12 @@ def test_trust_follows_the_proof_of_work_verdicts_and_scales_the_weight():
     assert book.trust == pytest.approx({"a": 1.0})
 
 
-def test_trust_ema_0_turns_trust_off():
+def test_trust_ema_0_turns_trust_off_also_over_a_state_saved_with_it_on():
     book = ScoreBook(ema=0.5, trust_ema=0.0)
     book.update({"a": 0.5, "b": 0.5}, registered=["a", "b"], verdicts={"a": True, "b": False})
     assert book.weights(["a", "b"]) == pytest.approx([0.5, 0.5])
+    restored = ScoreBook(ema=0.5, trust_ema=0.0, scores={"a": 1.0, "b": 1.0}, trust={"a": 0.2})
+    assert restored.weights(["a", "b"]) == pytest.approx([0.5, 0.5])
 
 
 def test_a_late_pass_after_many_failed_proofs_earns_less_than_an_honest_record():
