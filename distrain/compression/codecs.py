@@ -52,10 +52,11 @@ With 25M parameters, 4 miners and 576 steps each on a GPU (`bench rounds --scale
 at 1.565 (mean of seeds 0-2; the others, of 0-1) with 0.041 bits a value, where `topk` at the same H
 ended at 1.652 with 0.134 bits, templar's configuration at 1.604 with 0.219, and uncompressed DiLoCo
 with averaging at 1.703; from its second round to step 432 of 576, where per-step fp32 averaging (ddp)
-stopped, it stayed within 3% of ddp (level at 432); with 3.2M parameters 2.147 against 2.199, 2.205 and 2.333. On the tiny default model it is level with
-topk and templar (2.351, 2.360, 2.344) and 6% above uncompressed DiLoCo (2.214). It wants short rounds:
-there it ended 2.7% above topk at H = 24 and 12% above at H = 48, so recipes whose rounds are long keep
-topk. Validators judge its thin payloads by rerunning (`THIN_PAYLOADS`)."""
+stopped, it stayed within 3% of ddp (level at 432). With 3.2M parameters: 2.147 against 2.199, 2.205
+and 2.333. On the tiny default model it is level with topk and templar (2.351, 2.360, 2.344) and 6%
+above uncompressed DiLoCo (2.214). It wants short rounds: there it ended 2.7% above topk at H = 24 and
+12% above at H = 48, so recipes whose rounds are long keep topk. Validators judge its thin payloads by
+rerunning (`THIN_PAYLOADS`)."""
 
 SPARSE_OUTER_LR: dict[str, float] = {
     "templar": 3.0,

@@ -25,7 +25,8 @@ class ScoreBook:
     ):
         self.ema, self.trust_ema = ema, trust_ema
         self.scores: dict[str, float] = dict(scores or {})
-        self.trust: dict[str, float] = dict(trust or {})
+        # With trust off (0) the verdicts never move it from 1; a state saved with it on is dropped here.
+        self.trust: dict[str, float] = dict(trust or {}) if trust_ema > 0 else {}
 
     def update(
         self,
@@ -49,9 +50,8 @@ class ScoreBook:
                 self.trust[hotkey] = (1 - self.trust_ema) * self.trust_of(hotkey) + self.trust_ema * passed
 
     def trust_of(self, hotkey: str) -> float:
-        """`hotkey`'s trust: 1 until its proof of work is first judged, and always with `trust_ema` 0 (trust
-        off), also where a state saved with trust on holds less."""
-        return self.trust.get(hotkey, 1.0) if self.trust_ema > 0 else 1.0
+        """`hotkey`'s trust: 1 until its proof of work is first judged."""
+        return self.trust.get(hotkey, 1.0)
 
     def weights(
         self, hotkeys: list[str], cap: float = 1.0, burn: float = 0.0, burn_index: int = 0
