@@ -44,6 +44,11 @@ class Codec(ABC):
     def encode(self, tensor: torch.Tensor) -> dict[str, torch.Tensor]:
         """Tensors to store for this parameter, keyed by a suffix ('' for a single tensor)."""
 
+    @property
+    def lossless(self) -> bool:
+        """Decoding gives back exactly what was encoded, so error feedback has nothing to keep."""
+        return False
+
     def encode_all(self, tensors: Iterable[torch.Tensor]) -> Iterator[dict[str, torch.Tensor]]:
         """`encode` of each tensor in turn; a codec may share work between them."""
         return map(self.encode, tensors)
@@ -70,8 +75,7 @@ def require(ok: bool, reason: str) -> None:
 
 def squared_norm(values: torch.Tensor) -> float:
     """Σ value² in float64, or ValueError('non_finite'): the one pass that checks finiteness too."""
-    values = values.flatten().double()
-    total = float(values @ values)
+    total = float(torch.linalg.vector_norm(values, dtype=torch.float64)) ** 2  # no float64 copy of values
     require(math.isfinite(total), "non_finite")
     return total
 

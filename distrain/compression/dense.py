@@ -19,6 +19,10 @@ class DenseCodec(Codec):
     dtype: torch.dtype
     """Type the values travel in."""
 
+    @property
+    def lossless(self) -> bool:
+        return self.dtype == torch.float32
+
     def encode(self, tensor: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"": tensor.detach().to(self.dtype).contiguous()}
 

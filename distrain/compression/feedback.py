@@ -20,6 +20,7 @@ from collections.abc import Mapping
 
 import torch
 
+from distrain.compression.codecs import get_codec
 from distrain.compression.payload import CompressedDelta, decode_payload, encode_payload
 
 
@@ -65,7 +66,11 @@ class ErrorFeedback:
         compensated = self.compensate_all(delta)
         payload = encode_payload(compensated, codec_name, meta)
         sent = decode_payload(payload, shapes, codec_name)[1]  # decoded one parameter at a time
-        self.update_all(sent)
+        if get_codec(codec_name).lossless:  # every residual would be zeros: a model's worth, a round's work
+            self._compensated.clear()
+            self.residuals.clear()
+        else:
+            self.update_all(sent)
         return compensated, payload, sent
 
     def state_dict(self) -> dict[str, torch.Tensor]:

@@ -24,6 +24,7 @@ import torch
 
 from distrain.compression.base import Parsed
 from distrain.compression.codecs import get_codec
+from distrain.compression.wire import safetensors_bytes
 
 _META_KEY = "distrain"
 PACKED, LENGTHS = "packed", "packed.lengths"
@@ -79,7 +80,7 @@ def encode_payload(delta: Mapping[str, torch.Tensor], codec_name: str, meta: dic
             for suffix, stored in parts.items()
         }
     header = json.dumps({**meta, "codec": codec_name}, sort_keys=True)
-    return safetensors.torch.save(tensors, metadata={_META_KEY: header})
+    return safetensors_bytes(tensors, metadata={_META_KEY: header})
 
 
 def estimated_payload_bytes(codec_name: str, shapes: Mapping[str, torch.Size]) -> int:

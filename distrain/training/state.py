@@ -10,6 +10,7 @@ import safetensors.torch
 import torch
 import torch.nn as nn
 
+from distrain.compression.wire import safetensors_bytes
 from distrain.training.outer import OuterOptimizer, restore
 
 THETA, MOMENTUM = "theta/", "momentum/"
@@ -37,7 +38,7 @@ def encode_state(
     model: nn.Module, outer: OuterOptimizer, extra: dict[str, torch.Tensor] | None = None
 ) -> bytes:
     """θ, the outer momentum and any `extra` tensors, in one safetensors blob."""
-    return safetensors.torch.save(state_tensors(model, outer, extra))
+    return safetensors_bytes(state_tensors(model, outer, extra))
 
 
 def decode_state(data: bytes, model: nn.Module) -> tuple[dict, dict, dict]:

@@ -49,3 +49,18 @@ def test_state_round_trips_through_safetensors(tmp_path):
 def test_decay_must_be_a_fraction():
     with pytest.raises(ValueError, match="decay"):
         ErrorFeedback(decay=1.5)
+
+
+@pytest.mark.parametrize("codec, keeps_residuals", [("fp32", False), ("fp16", True), ("topk-sign", True)])
+def test_only_a_lossy_codec_leaves_residuals(codec, keeps_residuals):
+    """fp32 payloads carry every value exactly, so the residuals would be zeros the size of the model;
+    a residual left from a lossy codec before is sent with them and gone."""
+    delta = {"w": torch.randn(64, 64)}
+    feedback = ErrorFeedback(decay=0.7)
+    feedback.residuals["w"] = torch.randn(64, 64)
+    compensated, _, sent = feedback.send(delta, codec, {}, {"w": torch.Size([64, 64])})
+    assert bool(feedback.residuals) == keeps_residuals
+    if keeps_residuals:
+        assert torch.allclose(feedback.residuals["w"], compensated["w"] - sent["w"])
+    else:
+        assert torch.equal(sent["w"], compensated["w"])
