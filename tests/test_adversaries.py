@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from distrain.adversaries import BEHAVIOURS
+from distrain.config import load_recipe
 from distrain.validation.report import audit_path, read_audit
 
 CHEATS = sorted(set(BEHAVIOURS) - {"honest"})
@@ -89,6 +90,20 @@ def test_the_validator_never_died_and_named_every_rejection(attacked):
     assert len(corrected) >= len(judged) / 2 and all(record["page_bias"] != 0.0 for record in corrected)
     # The proof's verdict, which trust follows, is the only reason a judged submission can get.
     assert all(record["proved"] == (record["reason"] is None) for record in judged)
+
+
+def test_trust_is_the_moving_average_of_proof_verdicts_at_the_recipes_rate(attacked):
+    """Each audit record's trust, recomputed from that miner's verdicts so far (a pass 1, `wrong_data` 0,
+    from 1) at the swarm recipe's `validator.trust_ema`: the validator hands its ScoreBook that rate."""
+    out, _ = attacked
+    rate = load_recipe(out / "recipe.yaml").validator.trust_ema
+    trust: dict[str, float] = {}
+    for record in read_audit(audit_path(out / "validator-0")):  # in round order
+        hotkey = record["hotkey"]
+        if "proved" in record:
+            trust[hotkey] = (1 - rate) * trust.get(hotkey, 1.0) + rate * record["proved"]
+        assert record["trust"] == pytest.approx(trust.get(hotkey, 1.0)), record
+    assert min(trust.values()) < 0.5  # `wrongdata` fails most rounds: the check above saw trust move
 
 
 def test_the_model_still_learns(attacked):
