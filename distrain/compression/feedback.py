@@ -12,6 +12,9 @@ Per round, in the miner, `feedback.send(delta, codec, meta, shapes)`:
     delta = feedback.compensate_all(delta)                    # Δ + decay · residual
     payload = encode_payload(delta, codec, meta)
     feedback.update_all(decode_payload(payload, shapes, codec)[1])   # residual = compensated − sent
+
+A lossless codec (fp32) sends everything, so `send` keeps no residual for it: it would be zeros the
+size of the model.
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ from distrain.compression.payload import CompressedDelta, decode_payload, encode
 
 
 class ErrorFeedback:
-    """Residuals of one peer's compressed deltas, one float32 tensor per parameter name.
+    """Residuals of one peer's compressed deltas, one float32 tensor per parameter name (none with a
+    lossless codec).
 
     `state_dict()` is a flat `dict[str, Tensor]`, ready for `safetensors.torch.save_file`.
     """
