@@ -154,7 +154,7 @@ class CompressionConfig:
     """Error feedback: the part of a delta that compression dropped is added back next round, times
     this decay; 0 disables it. Matters only for lossy codecs. 0.7 rather than Templar's 0.95: with
     `topk` at 25M parameters, final loss fell from 1.87 (0.95) to 1.75 (0.7), and 0.7 matched 0.95 on
-    the default model (README, Performance)."""
+    the default model (docs/performance.md)."""
 
 
 PROOFS_OF_WORK = ("loss", "rerun")
@@ -179,26 +179,26 @@ class ValidatorConfig:
     other sampled miners' average delta does for those pages, or the round scores 0. With a sparse codec
     (`topk`, `templar`, `dct-sign`, `lowrank`) use 0.007: its payloads carry less of what is specific to
     the pages. In five default swarms 0.04 flagged 7 of 158 honest rounds and passed 5 of 40 of a miner
-    training on other pages, where 0.03 flagged 2 and passed 10 (README, scoring)."""
+    training on other pages, where 0.03 flagged 2 and passed 10 (docs/performance.md, proof of work)."""
     proof_of_work: str = "loss"
     """How a miner shows it trained on its own pages, or its round scores 0 (`wrong_data`). `loss`: by
     `assignment_margin`. `rerun`: the validator reruns the start of the miner's round itself
     (`rerun_steps` inner steps from θ_r on the miner's pages and batch seed, and as many on random
     pages), and the delta must point closer to the first rerun than to the second by `rerun_margin`.
     It costs those steps for every evaluated miner (`max_evaluations` bounds them), but judges payloads
-    too thin for `loss` (`topk-sign`; README, scoring)."""
+    too thin for `loss` (`topk-sign`; docs/performance.md, proof of work)."""
     rerun_steps: int = 16
     """Inner steps of each rerun (`proof_of_work: rerun`), at most the recipe's `inner.steps`."""
     rerun_margin: float = 0.06
     """`proof_of_work: rerun` asks cos(Δ, rerun on the miner's pages) ≥ (1 + this) · cos(Δ, rerun on
     random pages). With topk-sign, honest rounds measured 0.07-2.1 and those of a miner training on
-    other pages −0.15-0.08 (README, scoring)."""
+    other pages −0.15-0.08 (docs/performance.md, proof of work)."""
     rerun_median_share: float = 0.5
-    """`proof_of_work: rerun` also asks each margin to reach this share of the round's median margin.
-    Honest margins grow as training goes on (0.06-0.14 in round 1, 0.3-0.5 in round 7) and a cheater's do
-    not: in five swarms, 0 of 160 honest rounds flagged and 2 of 40 cheating ones passed with it, 0 and 10
-    with `rerun_margin` alone; 0.6 flagged 2 honest rounds (README, scoring). Below `rerun_margin` it
-    never lowers the bar, however many miners cheat."""
+    """`proof_of_work: rerun` also asks each margin to reach this share of the round's median margin. Honest
+    margins grow as training goes on (0.06-0.14 in round 1, 0.3-0.5 in round 7) and a cheater's do not: in
+    five swarms, 0 of 160 honest rounds flagged and 2 of 40 cheating ones passed with it, 0 and 10 with
+    `rerun_margin` alone; 0.6 flagged 2 honest rounds (docs/performance.md, proof of work). Below
+    `rerun_margin` it never lowers the bar, however many miners cheat."""
     copy_similarity: float = 0.95
     """Cosine similarity from which a submission counts as a copy (of this round) or a replay (of the last)."""
     max_evaluations: int = 32
@@ -211,12 +211,12 @@ class ValidatorConfig:
     ema: float = 0.5
     """Weight of the newest round in the exponential moving average of scores."""
     trust_ema: float = 0.2
-    """Weight of the newest proof-of-work verdict (1 passed, 0 failed) in a miner's trust, which starts
-    at 1 and scales its weight (score × trust); 0 turns trust off. At 0.2 a miner that fails 6 rounds of
-    8 and passes 2 keeps 0.45 of its score's weight, and an honest one flagged once in 8 (a false flag
-    rate the loss proof showed in some swarms) about 0.8 right after the flag and 0.92 four passes later
-    (README, scoring). A cheat that registers a new hotkey starts trusted again, but with a score of 0,
-    and pays the registration for each one."""
+    """Weight of the newest proof-of-work verdict (1 passed, 0 failed) in a miner's trust, which starts at 1
+    and scales its weight (score × trust); 0 turns trust off. At 0.2 a miner that fails 6 rounds of 8 and
+    passes 2 keeps 0.45 of its score's weight, and an honest one flagged once in 8 (a false flag rate the loss
+    proof showed in some swarms) about 0.8 right after the flag and 0.92 four passes later
+    (docs/performance.md, proof of work). A cheat that registers a new hotkey starts trusted again, but
+    with a score of 0, and pays the registration for each one."""
     weights_interval: int = 2
     """Set weights on the chain every this many rounds."""
     max_weight: float = 1.0

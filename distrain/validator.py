@@ -217,19 +217,20 @@ class Validator(Node):
         miner's own pages `assignment_margin` more than random ones, beyond the page bias."""
         randoms = self.book.random_train_pages(self.cfg.assignment_pages, secret)
         random_before = self.evaluator.loss_at(base, randoms)
-        # The other miners' average delta is an update made on nobody's pages in particular: how much more
-        # it improves a miner's pages than the random ones is what those pages gain from any update, and is
-        # taken off that miner's margin (`page_bias`). Page sets differ in how much a round's update helps
-        # them; subtracting that halved the spread of the margin in swarms (README, scoring). On the miner's
-        # own pages its own delta is left out of the average (`LeftOut`), or 1/n of its own advantage is
-        # taken off too: with it, the CI tests' two-miner swarms flagged 28 of 59 honest rounds; with the
-        # others' average on both sides of the margin, 11; with this rule, 0 of 36 in four more (README).
+        # The other miners' average delta is an update made on nobody's pages in particular: how much more it
+        # improves a miner's pages than the random ones is what those pages gain from any update, and is taken
+        # off that miner's margin (`page_bias`). Page sets differ in how much a round's update helps them;
+        # subtracting that halved the spread of the margin in swarms (docs/performance.md, proof of work). On
+        # the miner's own pages its own delta is left out of the average (`LeftOut`), or 1/n of its own
+        # advantage is taken off too: with it, the CI tests' two-miner swarms flagged 28 of 59 honest rounds;
+        # with the others' average on both sides of the margin, 11; with this rule, 0 of 36 in four more
+        # (docs/performance.md).
         # The random pages are nobody's, so there the whole mean serves every miner: one evaluation a round
         # rather than one per miner, with which an adversarial swarm's validator fell behind its rounds
         # under CI's load. The mean is decoded once, into one more copy of θ's size. It is the plain mean
         # whatever `outer.average` is: with `senders` as the reference, the proof of work flagged 18 and 17
         # of 32 honest rounds in two swarms and passed 4 and 2 of `wrongdata`'s 8, against 9 and 5, and 0
-        # and 1, with the mean (README, Templar's aggregation).
+        # and 1, with the mean (docs/performance.md, Templar's aggregation).
         average = aggregate([s.delta for s in sampled]) if len(sampled) > 1 else None
         mean = dict(average.items()) if average is not None else None
         random_mean_gain = (

@@ -41,7 +41,7 @@ def test_honest_miners_earn_and_cheats_do_not(attacked):
     # a short moving average: honest shares measured 0.12-0.41 around their fair 0.25.
     assert min(honest) > 0.05, summary["miners"]
     # Training on pages that were not assigned is the one cheat the proof of work catches only
-    # statistically (see the README): each round it passes adds to a short moving average, and late
+    # statistically (see docs/performance.md): each round it passes adds to a short moving average, and late
     # ones weigh most. Scores alone gave it 0.004-0.072 of the weight in 5 of 6 runs, 0.178 once after
     # passing the last 3 of 8 rounds, and once (CI) 0.207 against the honest mean of 0.198 after passing
     # rounds 3 and 7; weights are now scaled by trust, a longer average of its proof verdicts. The
@@ -52,9 +52,9 @@ def test_honest_miners_earn_and_cheats_do_not(attacked):
 
 def test_training_on_other_pages_passes_few_rounds(attacked):
     """With the page bias of an average delta taken off the margin, `wrongdata` passed 1 of 8 and 3 of 8
-    rounds in two runs of this swarm at the former bar of 0.03. In five default-recipe swarms of 4 miners
-    and `wrongdata` it passed 10 of 40 rounds at 0.03 and 5 of 40 at today's 0.04: at 1 in 8 a round,
-    4 or more passes of 8 happen about once in 90 runs, at 1 in 4 once in 9 (README, scoring)."""
+    rounds in two runs of this swarm at the former bar of 0.03. In five default-recipe swarms of 4 miners and
+    `wrongdata` it passed 10 of 40 rounds at 0.03 and 5 of 40 at today's 0.04: at 1 in 8 a round, 4 or more
+    passes of 8 happen about once in 90 runs, at 1 in 4 once in 9 (docs/performance.md, proof of work)."""
     out, summary = attacked
     (cheater,) = [m["hotkey"] for m in summary["miners"] if m["role"] == "wrongdata"]
     audit = read_audit(audit_path(out / "validator-0"))

@@ -8,13 +8,16 @@ import sys
 
 import pytest
 
+from distrain.bench import convergence
 from distrain.bench.convergence import (
     BENCH_VALIDATOR,
     MIN_ROUND_SECONDS,
     Calibration,
     RunResult,
     calibrate,
+    retry_seconds,
     round_seconds,
+    run_convergence,
     target_checks,
     validator_pages,
 )
@@ -114,6 +117,60 @@ def test_calibration_measures_each_codecs_exchange(tmp_path):
 
 def _result(name: str, loss: float, sent: float) -> RunResult:
     return RunResult(name, 1, "fp32", loss, sent, 1.0, 0.5, 1, 1.0, 1.0, 1.0, sent, 5.0, [])
+
+
+def test_a_short_run_gets_rounds_as_much_longer_as_it_fell_short():
+    assert retry_seconds(7.0, share=0.95) is None and retry_seconds(7.0, share=0.9) is None  # enough
+    assert retry_seconds(7.0, share=0.84) == round(7.0 / 0.84 * convergence.RETRY_MARGIN, 2)
+    assert retry_seconds(7.0, share=0.0) == 7.0 * convergence.MAX_RETRY_STRETCH  # bounded
+
+
+@pytest.mark.parametrize(
+    "first, second, retry, tries, warned",
+    [
+        ((0.84, 1.0), (1.0, 1.0), True, 2, False),  # miners ran out of time for their steps
+        ((1.0, 0.5), (1.0, 1.0), True, 2, False),  # the validator fell behind: submissions missed
+        ((0.84, 1.0), (0.85, 1.0), True, 2, True),  # still short: it stays, with a warning
+        ((0.84, 1.0), None, False, 1, True),  # --no-retry
+        ((0.95, 1.0), None, True, 1, False),  # long enough the first time
+    ],
+)
+def test_a_run_cut_short_runs_once_more(tmp_path, monkeypatch, first, second, retry, tries, warned):
+    # The swarm itself runs in `bench_run` below; here, what the benchmark does with a short first try.
+    base, scale, runs, _ = _plan("--steps", "32", "--only", "diloco-h16-avg")
+    full = scale.steps * base.inner.batch_size * base.model.context
+    calls = []
+
+    def swarm(base, run, scale, calibration, out, echo, seconds=None):
+        calls.append(seconds)
+        trained, averaged = first if len(calls) == 1 else second
+        (out / run.name).mkdir(parents=True, exist_ok=True)
+        (out / run.name / "log.txt").write_text(f"try {len(calls)}")
+        result = _result(run.name, 2.5 - 0.1 * len(calls), 3e8)
+        result.round_seconds, result.latest_train_start_s = seconds or 7.0, 0.58
+        result.tokens_per_miner, result.averaged_fraction = trained * full, averaged
+        result.curve = [(0.0, 5.0), (3e8, result.final_loss)]
+        return result
+
+    monkeypatch.setattr(convergence, "calibrate", lambda *args: Calibration(0.1, 0.01, {"fp32": 0.1}))
+    monkeypatch.setattr(convergence, "run_one", swarm)
+    lines = []
+    report = run_convergence(base, scale, runs, tmp_path, lines.append, retry=retry)
+    (run,) = report["runs"]
+    assert len(calls) == tries and any("warning" in line for line in lines) == warned
+    if tries == 1:
+        assert run["first_try"] is None and run["final_loss"] == 2.4
+        return
+    assert calls == [None, round(7.0 / min(first) * convergence.RETRY_MARGIN, 2)]
+    assert run["round_seconds"] == calls[1] and run["final_loss"] == 2.3
+    assert run["first_try"] == {
+        "round_seconds": 7.0,
+        "trained": first[0],
+        "averaged": first[1],
+        "final_loss": 2.4,
+    }
+    assert (tmp_path / "diloco-h16-avg.first-try" / "log.txt").read_text() == "try 1"  # its logs are kept
+    assert (tmp_path / "diloco-h16-avg" / "log.txt").read_text() == "try 2"
 
 
 def test_targets_compare_the_runs_they_name():

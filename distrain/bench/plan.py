@@ -18,7 +18,7 @@ only in how often miners exchange (H, inner steps per round) and how:
 
 Every codec runs at the recommended preset's H so that the targets compare it with uncompressed DiLoCo
 and templar's configuration at equal H: with the same tokens, every codec measured ended lower at H = 16
-than at 24 (README, Performance).
+than at 24 (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -76,12 +76,11 @@ SCALES = {
         ],
     ),
 }
-"""`cpu`: the default 435K-parameter model, about ten minutes on 2 cores. `mid`: the same data and tokens
-with 3.2M parameters, 6× the compute of `cpu` (about 2.3 minutes a run on 2 cores). `gpu`: a
-25M-parameter model, 4 miners of 576 steps (36 rounds at the codecs' H of 16, 24 at H = 24), for a
-machine with a GPU: the settings of every 25M figure in the README. On one H100 a sparse codec's swarm
-took about 2 minutes; the dense runs' 97 MiB payloads make their rounds several times longer, and ddp's
-576 rounds the longest run."""
+"""`cpu`: the default 435K-parameter model, about ten minutes on 2 cores. `mid`: the same data and tokens with
+3.2M parameters, 6× the compute of `cpu` (about 2.3 minutes a run on 2 cores). `gpu`: a 25M-parameter model, 4
+miners of 576 steps (36 rounds at the codecs' H of 16, 24 at H = 24), for a machine with a GPU: the settings
+of every 25M figure in docs/performance.md. On one H100 a sparse codec's swarm took about 2 minutes; the dense
+runs' 97 MiB payloads make their rounds several times longer, and ddp's 576 rounds the longest run."""
 
 
 @dataclass

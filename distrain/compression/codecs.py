@@ -30,14 +30,15 @@ PRESETS: list[Codec] = [
     ChunkedTopK("topk", chunk=4096, k=56, value_bits=2, index_coding="rice"),
     # 16 of each 1024 2-D DCT coefficients (32×32 chunks, 1.56%), a sign each and one magnitude per
     # tensor: ~0.14 bits. Best on the tiny default model; at 25M parameters the worst sparse preset,
-    # 7.9% above topk at H = 16 and above uncompressed DiLoCo too (README).
+    # 7.9% above topk at H = 16 and above uncompressed DiLoCo too (docs/performance.md).
     ChunkedTopK("dct-sign", chunk=1024, k=16, value_bits=1, index_coding="rice", dct=True),
     # Recommended: 4 of each 1024 values (0.39%), a sign each, one magnitude per tensor, Rice-coded
-    # indices: ~0.043 bits, the fewest bytes and the lowest loss at 3.2M and 25M parameters (README).
+    # indices: ~0.043 bits, the fewest bytes and the lowest loss at 3.2M and 25M parameters
+    # (docs/performance.md).
     # Small chunks spread the few values evenly: with 3.2M parameters at H = 16 (`PRESET_INNER_STEPS`) and
     # lr 6, 19 of 4096 ended at 2.218 with 0.049 bits, 9 of 2048 at 2.196 with 0.047, 4 of 1024 at 2.194;
     # at its lr of 10, 2.147, 4.4% below per-step fp32 averaging with about 12,000x fewer bytes (mean of
-    # seeds 0-2, README). Validators judge it by rerunning (`THIN_PAYLOADS`).
+    # seeds 0-2, docs/performance.md). Validators judge it by rerunning (`THIN_PAYLOADS`).
     ChunkedTopK("topk-sign", chunk=1024, k=4, value_bits=1, index_coding="rice"),
     # Rank-r int8 factors of every matrix, r from a budget of 0.1 bits/value; vectors as int8.
     LowRank("lowrank", bits_per_value=0.1),
@@ -48,15 +49,14 @@ CODECS: dict[str, Codec] = {codec.name: codec for codec in PRESETS}
 RECOMMENDED = "topk-sign"
 """The preset with the lowest loss per byte at ≤ 0.15 bits a value, at its H of 16 (`PRESET_INNER_STEPS`).
 
-With 25M parameters, 4 miners and 576 steps each on a GPU (`bench rounds --scale gpu`, README), it ended
-at 1.565 (mean of seeds 0-2; the others, of 0-1) with 0.041 bits a value, where `topk` at the same H
-ended at 1.652 with 0.134 bits, templar's configuration at 1.604 with 0.219, and uncompressed DiLoCo
-with averaging at 1.703; from its second round to step 432 of 576, where per-step fp32 averaging (ddp)
-stopped, it stayed within 3% of ddp (level at 432). With 3.2M parameters: 2.147 against 2.199, 2.205
-and 2.333. On the tiny default model it is level with topk and templar (2.351, 2.360, 2.344) and 6%
-above uncompressed DiLoCo (2.214). It wants short rounds: there it ended 2.7% above topk at H = 24 and
-12% above at H = 48, so recipes whose rounds are long keep topk. Validators judge its thin payloads by
-rerunning (`THIN_PAYLOADS`)."""
+With 25M parameters, 4 miners and 576 steps each on a GPU (`bench rounds --scale gpu`, docs/performance.md),
+it ended at 1.565 (mean of seeds 0-2; the others, of 0-1) with 0.041 bits a value, where `topk` at the same H
+ended at 1.652 with 0.134 bits, templar's configuration at 1.604 with 0.219, and uncompressed DiLoCo with
+averaging at 1.703; from its second round to step 432 of 576, where per-step fp32 averaging (ddp) stopped, it
+stayed within 3% of ddp (level at 432). With 3.2M parameters: 2.147 against 2.199, 2.205 and 2.333. On the
+tiny default model it is level with topk and templar (2.351, 2.360, 2.344) and 6% above uncompressed DiLoCo
+(2.214). It wants short rounds: there it ended 2.7% above topk at H = 24 and 12% above at H = 48, so recipes
+whose rounds are long keep topk. Validators judge its thin payloads by rerunning (`THIN_PAYLOADS`)."""
 
 SPARSE_OUTER_LR: dict[str, float] = {
     "templar": 3.0,
@@ -112,7 +112,7 @@ A sparse payload carries little of what is specific to the miner's pages. In two
 `topk`, 4 honest miners and a `wrongdata` one, an honest margin (own-page gain minus random-page
 gain, less the page bias of the round's average delta, its own then in it) was 0.011-0.014 nats,
 where fp16 payloads gave 0.07-0.09; with 0.007, 7 of 64 honest submissions were flagged and 1 of 16
-of the cheater's passed (README, Performance)."""
+of the cheater's passed (docs/performance.md)."""
 
 
 SPARSE_MAX_ERROR_DECAY = 0.85
@@ -124,12 +124,12 @@ THIN_PAYLOADS = frozenset({"topk-sign"})
 """Presets whose payloads carry too little of a miner's pages for the loss proof of work: validators
 judge them by rerunning the miner's steps (`validator.proof_of_work: rerun`).
 
-In two 8-round swarms of topk-sign at its H and lr, 4 honest miners and a `wrongdata` one (README,
-Performance), the loss margins were 0.005 ± 0.003 nats for honest rounds and 0.001 ± 0.004 for the
-cheater's: at the sparse bar of 0.007, 47 of 64 honest rounds were flagged and 2 of 16 of the cheater's
-passed (it ended with 26% of the weight in one run); no bar flagged under a fifth of the honest rounds
-while passing under half of the cheater's. With the rerun proof, two such swarms at lr 10 flagged none
-of 61 honest rounds and passed none of 15 cheating ones (README, scoring)."""
+In two 8-round swarms of topk-sign at its H and lr, 4 honest miners and a `wrongdata` one
+(docs/performance.md), the loss margins were 0.005 ± 0.003 nats for honest rounds and 0.001 ± 0.004 for the
+cheater's: at the sparse bar of 0.007, 47 of 64 honest rounds were flagged and 2 of 16 of the cheater's passed
+(it ended with 26% of the weight in one run); no bar flagged under a fifth of the honest rounds while passing
+under half of the cheater's. With the rerun proof, two such swarms at lr 10 flagged none of 61 honest rounds
+and passed none of 15 cheating ones (docs/performance.md, proof of work)."""
 
 
 def recipe_advice(recipe: Recipe) -> list[str]:
@@ -153,19 +153,19 @@ def recipe_advice(recipe: Recipe) -> list[str]:
     if recipe.inner.steps != steps:
         advice.append(
             f"codec {codec} was measured at inner.steps {steps}, not this recipe's {recipe.inner.steps}; "
-            f"at 24 it ended higher (`PRESET_INNER_STEPS`, README, Performance); "
+            f"at 24 it ended higher (`PRESET_INNER_STEPS`, docs/performance.md); "
             f"measured best: --inner.steps {steps}"
         )
     if codec in THIN_PAYLOADS and judged_by_loss:
         advice.append(
             f"codec {codec} sends too little of a miner's pages for the loss proof of work to tell honest "
-            f"miners from ones that train on other pages (README, scoring); measured: "
+            f"miners from ones that train on other pages (docs/performance.md, proof of work); measured: "
             f"--validator.proof_of_work rerun"
         )
     if recipe.compression.error_decay > SPARSE_MAX_ERROR_DECAY:
         advice.append(
             f"codec {codec} is sparse: compression.error_decay {recipe.compression.error_decay} is above "
             f"{SPARSE_MAX_ERROR_DECAY}; at 25M parameters 0.85, 0.9 and 0.95 ended 3.3%, 5.4% and 7.0% above "
-            f"the default {CompressionConfig.error_decay} (README, Performance)"
+            f"the default {CompressionConfig.error_decay} (docs/performance.md)"
         )
     return advice

@@ -5,7 +5,7 @@ small but consistent directions are never sent. With it, every coordinate's unse
 until it is large enough to be picked. The decay forgets residuals that the model has moved past, so
 stale directions cannot pile up forever. Templar keeps 0.95 of a residual a round; our default keeps
 0.7 (`CompressionConfig.error_decay`): with `topk` it ended 6.5% lower at 25M parameters, 4.2% lower
-at 3.2M, and level on the default model (README, Performance).
+at 3.2M, and level on the default model (docs/performance.md).
 
 Per round, in the miner, `feedback.send(delta, codec, meta, shapes)`:
 

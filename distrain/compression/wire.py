@@ -4,7 +4,7 @@
 once into the Rust serializer's buffer and once out of it: on an H200 that was 45% of a ddp round of
 the 25M benchmark (four 97 MiB fp32 payloads a round). Here the header is built in Python and
 `bytes.join` copies each tensor's memory once, straight into the result: fp32 payloads are encoded
-about twice as fast (README, Performance, "Codecs"), and the bytes are the same.
+about twice as fast (docs/performance.md, "Codecs"), and the bytes are the same.
 
 This module only writes; everything read, above all from the network, is parsed and validated by the
 library itself (`safetensors.torch.load`).

@@ -9,14 +9,14 @@ from θ_r, and compare: an honest delta points more along the rerun on the miner
 on random pages; a delta trained on other pages points along both alike, as every delta shares the
 corpus's general direction.
 
-The rerun is not the miner's delta: the miner's AdamW moments are its own, and its delta went through
-error feedback and compression; only the part specific to the pages has to show. The rerunner's AdamW
-stays warm instead: each round it trains on the random pages and keeps those moments, and every rerun
-of that round starts from the moments it had before (so the two sides of the margin are alike). With 4
-honest miners and a `wrongdata` one in the rounds of `bench rounds` (README, scoring), this margin
-separated them in every round, where the loss margin overlapped; with a fresh AdamW for each rerun
-they overlapped too. In swarms it flagged none of 96 honest rounds. The AdamW state is saved with the
-validator's, so a restarted validator reruns as one that never stopped.
+The rerun is not the miner's delta: the miner's AdamW moments are its own, and its delta went through error
+feedback and compression; only the part specific to the pages has to show. The rerunner's AdamW stays warm
+instead: each round it trains on the random pages and keeps those moments, and every rerun of that round
+starts from the moments it had before (so the two sides of the margin are alike). With 4 honest miners and a
+`wrongdata` one in the rounds of `bench rounds` (docs/performance.md, proof of work), this margin separated
+them in every round, where the loss margin overlapped; with a fresh AdamW for each rerun they overlapped too.
+In swarms it flagged none of 96 honest rounds. The AdamW state is saved with the validator's, so a restarted
+validator reruns as one that never stopped.
 """
 
 from __future__ import annotations
