@@ -417,6 +417,7 @@ def run_convergence(
         f"inner step {calibration.step_seconds * 1e3:.0f} ms, page evaluation {calibration.page_seconds * 1e3:.0f} ms, "
         f"exchange {exchanges}; {len(runs)} runs of {scale.miners} miners x {scale.steps} steps"
     )
+    tokens_due = scale.steps * setup["tokens_per_step"]  # per miner, in every run
     results: list[RunResult] = []
     report = {}
     for index, run in enumerate(runs, 1):
@@ -426,7 +427,7 @@ def run_convergence(
         )
         progress = throttled(echo, PROGRESS_SECONDS)
         r = run_one(base, run, scale, calibration, out, progress)
-        trained = r.tokens_per_miner / (scale.steps * setup["tokens_per_step"])
+        trained = r.tokens_per_miner / tokens_due
         longer = retry_seconds(r.round_seconds, min(trained, r.averaged_fraction)) if retry else None
         if longer is not None:
             echo(
@@ -437,12 +438,16 @@ def run_convergence(
             first_try = out / f"{run.name}.first-try"  # its logs, kept beside the second try's
             shutil.rmtree(first_try, ignore_errors=True)
             (out / run.name).rename(first_try)
-            figures = {"round_seconds": r.round_seconds, "trained": trained, "averaged": r.averaged_fraction}
+            first = {
+                "round_seconds": r.round_seconds,
+                "trained": trained,
+                "averaged": r.averaged_fraction,
+                "final_loss": r.final_loss,
+            }
             r = dataclasses.replace(
-                run_one(base, run, scale, calibration, out, progress, seconds=longer),
-                first_try={**figures, "final_loss": r.final_loss},
+                run_one(base, run, scale, calibration, out, progress, seconds=longer), first_try=first
             )
-            trained = r.tokens_per_miner / (scale.steps * setup["tokens_per_step"])
+            trained = r.tokens_per_miner / tokens_due
         results.append(r)
         echo(
             f"    final loss {r.final_loss:.4f}, {r.bytes_per_miner / 1e6:.3f} MB/miner, "
